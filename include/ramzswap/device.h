@@ -1,0 +1,110 @@
+/* ramzswap: the compressed page device.
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * Purpose: a block device of disksize bytes in 4 KiB slots whose pages are kept
+ * compressed in an xvmalloc pool. This is the core behind the nbdkit plugin; it knows
+ * nothing of nbdkit and is driven directly by unit tests and benchmarks.
+ *
+ * I/O rules: every request is page-aligned in offset and length, lies inside the
+ * device, and may span many pages; anything else fails with -EINVAL and counts as
+ * invalid I/O. A slot never written, trimmed or zeroed reads as zeros, except slot 0,
+ * which reads as a SWAPSPACE2 header (version 1, last_page = pages - 1, a random
+ * UUID, label "ramzswap") until it is first written, trimmed or zeroed.
+ *
+ * Write of one page: same-filled (one repeated 32-bit word, zero included) costs a
+ * flag; otherwise LZO1X-1 into a per-thread workspace outside every lock; more than
+ * 3/4 of a page is stored raw in a whole pool page; the new object is allocated and
+ * filled first, then swapped into the slot under the slot lock, then the old object
+ * is freed, so a failed write leaves the old contents readable. Past memlimit a write
+ * fails with -ENOSPC.
+ *
+ * Locking (order): slot lock -> pool lock. Slot locks are striped or per entry; the
+ * pool lock guards the allocator only; (de)compression runs under neither the pool
+ * lock nor any lock but the slot's own when reading. Counters are atomics.
+ * All functions are thread-safe unless stated otherwise.
+ */
+#ifndef RAMZSWAP_DEVICE_H
+#define RAMZSWAP_DEVICE_H
+
+#include <stdint.h>
+
+#define RZS_PAGE_SIZE 4096u
+
+struct rzs_device;
+
+struct rzs_config {
+        uint64_t disksize;      /* bytes; rounded down to a page; > 0 */
+        uint64_t memlimit;      /* max pool memory (MemUsedTotal) in bytes; 0 = none */
+        uint64_t reserve;       /* pool memory faulted in at create and kept */
+        const char *compressor; /* "lzo" (NULL means "lzo") */
+        unsigned workspaces;    /* per-thread (de)compression buffers made at create;
+                                 * 0 = a default sized for the plugin's threads */
+};
+
+/* One consistent-enough snapshot of the counters (each field read atomically).
+ * Cumulative counters only grow; the others describe the device now. */
+struct rzs_stats {
+        uint64_t disksize;        /* DiskSize, bytes */
+        uint64_t memlimit;        /* MemLimit, bytes (0 = none) */
+        uint64_t num_reads;       /* NumReads: pages read (cumulative) */
+        uint64_t num_writes;      /* NumWrites: pages written (cumulative) */
+        uint64_t failed_reads;    /* FailedReads: read requests that failed */
+        uint64_t failed_writes;   /* FailedWrites: write requests that failed */
+        uint64_t invalid_io;      /* InvalidIO: misaligned or out-of-range requests */
+        uint64_t pages_discard;   /* PagesDiscard: pages trimmed or zeroed (cumulative) */
+        uint64_t zero_pages;      /* ZeroPages: slots now holding an all-zero page
+                                   * written as data (not never-written slots) */
+        uint64_t same_pages;      /* SameFilled: slots now holding a non-zero
+                                   * repeated 32-bit word */
+        uint64_t good_compress;   /* stored slots compressed to <= 1/2 page (now) */
+        uint64_t no_compress;     /* stored slots kept raw, incompressible (now) */
+        uint64_t pages_stored;    /* PagesStored: slots with an object in the pool */
+        uint64_t pages_used;      /* PagesUsed: pool pages holding data */
+        uint64_t orig_data_size;  /* OrigDataSize: pages_stored * 4096, bytes */
+        uint64_t compr_data_size; /* ComprDataSize: bytes of stored objects as
+                                   * compressed (raw slots count 4096) */
+        uint64_t mem_used_total;  /* MemUsedTotal: pool pages * 4096, bytes */
+        uint64_t mem_used_max;    /* MemUsedMax: highest mem_used_total seen */
+        uint64_t pool_block_bytes; /* bytes in allocated pool blocks, headers
+                                    * included (fragmentation = mem_used_total /
+                                    * compr_data_size) */
+        uint64_t bdev_num_reads;  /* BDevNumReads: backing-store page reads */
+        uint64_t bdev_num_writes; /* BDevNumWrites: backing-store page writes */
+};
+
+/* Build a device. Returns 0 and *out, or -EINVAL (bad config: zero or sub-page
+ * disksize, memlimit > disksize, reserve > memlimit, unknown compressor), -ENOMEM.
+ * *out is NULL on failure. */
+int rzs_device_create(const struct rzs_config *cfg, struct rzs_device **out);
+
+/* Free everything. No I/O may be running. NULL is allowed. */
+void rzs_device_destroy(struct rzs_device *dev);
+
+/* Size in bytes (disksize rounded down to a page). */
+uint64_t rzs_device_size(const struct rzs_device *dev);
+
+/* Page-aligned I/O of len bytes at off. Return 0 or a negative errno:
+ * -EINVAL misaligned or out of range (counted as invalid I/O), -ENOSPC memory limit
+ * or pool exhausted on write (the slot keeps its old contents), -EIO corrupt data on
+ * read (counted as a failed read; the buffer must not be trusted).
+ * A multi-page write that fails part way leaves the pages before the failure
+ * written and the rest untouched. */
+int rzs_device_read(struct rzs_device *dev, void *buf, uint64_t len, uint64_t off);
+int rzs_device_write(struct rzs_device *dev, const void *buf, uint64_t len,
+                     uint64_t off);
+/* Free the pages: they read as zeros afterwards (slot 0 included). */
+int rzs_device_trim(struct rzs_device *dev, uint64_t len, uint64_t off);
+/* Make the pages read as zeros; memory is freed as by trim. */
+int rzs_device_zero(struct rzs_device *dev, uint64_t len, uint64_t off);
+
+/* Count a request refused before it reached the device (e.g. by the plugin). */
+void rzs_device_count_invalid(struct rzs_device *dev);
+
+void rzs_device_get_stats(const struct rzs_device *dev, struct rzs_stats *out);
+
+/* Verify the device's invariants (table against counters, every handle live in the
+ * pool, pool check). Returns the number of violations; 0 is sound. Not thread-safe:
+ * no I/O may be running. For tests. */
+unsigned rzs_device_check(struct rzs_device *dev);
+
+#endif /* RAMZSWAP_DEVICE_H */

@@ -1,0 +1,99 @@
+/* ramzswap: xvmalloc, a TLSF allocator for compressed pages.
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * Purpose: hold many small objects (1 .. XV_MAX_ALLOC bytes, the compressed form
+ * of 4 KiB swap pages) with little waste, O(1) alloc and free, and give memory back
+ * to the OS as soon as a page empties, so the server's RSS follows the data it holds.
+ *
+ * Data layout:
+ *  - The pool hands out 4 KiB pages carved from large mmap'd arenas. A page is either
+ *    an object page (tiled by blocks), a whole page given to one caller
+ *    (xv_page_alloc, for incompressible data), or free. Free pages past the reserve
+ *    are returned to the OS with madvise(MADV_DONTNEED).
+ *  - Every block in an object page starts with a 4-byte header holding its size, the
+ *    offset of the previous block in the page and two flags (free, previous free);
+ *    the caller's object follows the header. Block sizes are multiples of 4, at least
+ *    XV_MIN_BLOCK bytes, and tile their page exactly.
+ *  - Free blocks sit on segregated lists, one per 8 bytes of size, found through a
+ *    two-level bitmap with find-first-set, so alloc and free cost O(1) whatever the
+ *    pool holds. A freed block coalesces at once with free neighbours on both sides.
+ *
+ * Handles: an xv_handle names (page frame number, offset) and fits in 32 bits, so a
+ * page-table entry stays 8 bytes. 0 is never a valid handle: a zeroed table is an
+ * empty table. Handles stay valid until freed (no compaction yet).
+ *
+ * Locking: a pool is NOT thread-safe. The caller serialises every call that changes
+ * the pool (alloc, free, page alloc/free, reserve, stats, check) with one lock.
+ * xv_map() alone may run without that lock, for a handle the caller owns: it reads
+ * only the arena table, which is written once per arena before any handle into that
+ * arena exists.
+ */
+#ifndef RAMZSWAP_XVMALLOC_H
+#define RAMZSWAP_XVMALLOC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Size of a pool page; equal to the device page. */
+#define XV_PAGE_SIZE 4096u
+/* Bytes of block header in front of every object. */
+#define XV_HEADER_SIZE 4u
+/* Largest object xv_malloc() accepts. */
+#define XV_MAX_ALLOC (XV_PAGE_SIZE - XV_HEADER_SIZE)
+/* Smallest block (header included); smaller requests are rounded up to it. */
+#define XV_MIN_BLOCK 32u
+
+/* Handle encoding: (pfn << XV_HANDLE_OFFSET_BITS) | (offset / 4); 0 = no object. */
+#define XV_HANDLE_OFFSET_BITS 10u
+/* Largest number of pool pages a handle can name (16 GiB of pool). */
+#define XV_MAX_PAGES ((UINT64_C(1) << (32 - XV_HANDLE_OFFSET_BITS)) - 1)
+
+typedef uint32_t xv_handle;
+
+struct xv_pool;
+
+struct xv_pool_stats {
+        uint64_t pages;         /* pool pages holding data (objects or whole pages) */
+        uint64_t reserve_pages; /* free pages kept faulted in (reserve) */
+        uint64_t block_bytes;   /* bytes in allocated blocks, headers included */
+        uint64_t objects;       /* live objects (whole pages included) */
+        uint64_t whole_pages;   /* pages given out by xv_page_alloc */
+};
+
+/* Create an empty pool.
+ * max_pages: the pool never holds more data pages than this (0 = no limit of its own;
+ *            the handle format still caps it at XV_MAX_PAGES).
+ * reserve_pages: pages mapped and faulted in now and kept (never given back) so
+ *            that later allocations up to that amount take no memory from the OS.
+ * Returns 0, -EINVAL (reserve > max), or -ENOMEM. *out is NULL on failure. */
+int xv_pool_create(uint64_t max_pages, uint64_t reserve_pages, struct xv_pool **out);
+
+/* Unmap everything. Handles die with the pool. NULL is allowed. */
+void xv_pool_destroy(struct xv_pool *pool);
+
+/* Allocate an object of size bytes (1 .. XV_MAX_ALLOC). O(1).
+ * Returns 0 and *out, or -EINVAL (size out of range), -ENOSPC (would pass
+ * max_pages), -ENOMEM (the OS refused an arena). *out is 0 on failure. */
+int xv_malloc(struct xv_pool *pool, uint32_t size, xv_handle *out);
+
+/* Free an object from xv_malloc(). O(1). Coalesces; an emptied page goes back to the
+ * OS (or to the reserve). */
+void xv_free(struct xv_pool *pool, xv_handle h);
+
+/* Take a whole XV_PAGE_SIZE page (for data that did not compress). Same errors as
+ * xv_malloc(). Free it with xv_page_free(). */
+int xv_page_alloc(struct xv_pool *pool, xv_handle *out);
+void xv_page_free(struct xv_pool *pool, xv_handle h);
+
+/* Address of the object (or whole page) h. Valid until h is freed. No lock needed. */
+void *xv_map(const struct xv_pool *pool, xv_handle h);
+
+void xv_pool_get_stats(const struct xv_pool *pool, struct xv_pool_stats *out);
+
+/* Walk the whole pool and count violated invariants: every free block is on the
+ * list its size selects; bitmaps agree with the lists; no two free blocks are
+ * adjacent; block sizes tile each page exactly; prev offsets and flags agree; the
+ * counters match the walk. Returns 0 for a sound pool. O(pool size); for tests. */
+unsigned xv_pool_check(const struct xv_pool *pool);
+
+#endif /* RAMZSWAP_XVMALLOC_H */
