@@ -46,12 +46,14 @@ struct rzs_config {
 struct rzs_stats {
         uint64_t disksize;        /* DiskSize, bytes */
         uint64_t memlimit;        /* MemLimit, bytes (0 = none) */
-        uint64_t num_reads;       /* NumReads: pages read (cumulative) */
-        uint64_t num_writes;      /* NumWrites: pages written (cumulative) */
+        uint64_t num_reads;       /* NumReads: pages read successfully (cumulative) */
+        uint64_t num_writes;      /* NumWrites: pages written successfully (cumul.) */
         uint64_t failed_reads;    /* FailedReads: read requests that failed */
         uint64_t failed_writes;   /* FailedWrites: write requests that failed */
         uint64_t invalid_io;      /* InvalidIO: misaligned or out-of-range requests */
-        uint64_t pages_discard;   /* PagesDiscard: pages trimmed or zeroed (cumulative) */
+        uint64_t pages_discard;   /* PagesDiscard: pages trimmed or zeroed that held
+                                   * data (cumulative; trimming an empty slot or the
+                                   * unwritten header of slot 0 does not count) */
         uint64_t zero_pages;      /* ZeroPages: slots now holding an all-zero page
                                    * written as data (not never-written slots) */
         uint64_t same_pages;      /* SameFilled: slots now holding a non-zero
@@ -73,8 +75,12 @@ struct rzs_stats {
 };
 
 /* Build a device. Returns 0 and *out, or -EINVAL (bad config: zero or sub-page
- * disksize, memlimit > disksize, reserve > memlimit, unknown compressor), -ENOMEM.
- * *out is NULL on failure. */
+ * disksize, more than 2^32 pages, memlimit > disksize or below one page, reserve >
+ * memlimit, unknown compressor, workspaces > 4096), -ENOMEM. *out is NULL on
+ * failure. memlimit caps the pool's data pages at memlimit / 4096 (rounded down);
+ * reserve pages (reserve / 4096, rounded down) are faulted in here. The page table
+ * and all workspaces are allocated and faulted in here too, so I/O takes memory
+ * from the OS only for pool pages past the reserve. */
 int rzs_device_create(const struct rzs_config *cfg, struct rzs_device **out);
 
 /* Free everything. No I/O may be running. NULL is allowed. */
@@ -94,7 +100,9 @@ int rzs_device_write(struct rzs_device *dev, const void *buf, uint64_t len,
                      uint64_t off);
 /* Free the pages: they read as zeros afterwards (slot 0 included). */
 int rzs_device_trim(struct rzs_device *dev, uint64_t len, uint64_t off);
-/* Make the pages read as zeros; memory is freed as by trim. */
+/* Make the pages read as zeros; memory is freed as by trim. A zeroed slot is an
+ * empty slot, as if trimmed: it is not counted in zero_pages, which counts zero
+ * pages written as data. */
 int rzs_device_zero(struct rzs_device *dev, uint64_t len, uint64_t off);
 
 /* Count a request refused before it reached the device (e.g. by the plugin). */

@@ -1,0 +1,660 @@
+/* ramzswap: the compressed page device. See include/ramzswap/device.h.
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * Lock order: slot lock (table stripe) -> pool_lock. A workspace lock is taken with
+ * neither held and released before the pool lock is taken, so it never nests with
+ * them. (De)compression runs outside pool_lock; decompression runs under the slot
+ * lock only, which keeps the object alive while it is read.
+ *
+ * Object layout: a compressed object is the slot index (u32, host order) followed by
+ * the LZO stream, so a later compactor can find the owner of any object it moves.
+ * A raw object is a whole pool page holding the page as is.
+ *
+ * Counters: cumulative ones are bumped after the fact; the gauges (zero_pages,
+ * same_pages, good/no_compress, pages_stored, compr_data_size) change only with the
+ * slot lock held, so the +1 of a slot's new contents always lands before the -1 of
+ * its replacement and no snapshot sees a gauge wrap below zero. pages_used,
+ * pool_block_bytes and mem_used_max are copied from the pool under pool_lock after
+ * every pool call, so reading them takes no lock.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "ramzswap/codec.h"
+#include "ramzswap/device.h"
+#include "ramzswap/swaphdr.h"
+#include "ramzswap/table.h"
+#include "ramzswap/xvmalloc.h"
+
+/* Tunables. */
+#define DEFAULT_WORKSPACES 64u   /* nbdkit runs up to 16 threads per connection */
+#define MAX_WORKSPACES     4096u /* a sanity cap on cfg->workspaces */
+
+/* Derived constants; do not edit. */
+#define PAGE            RZS_PAGE_SIZE
+#define OBJ_HEADER      sizeof(uint32_t) /* the slot index before the data */
+#define MAX_COMPRESSED  (PAGE / 4 * 3)   /* larger is stored raw */
+#define GOOD_COMPRESSED (PAGE / 2)       /* good_compress threshold */
+#define CACHELINE       64u
+
+_Static_assert(RZS_PAGE_SIZE == XV_PAGE_SIZE, "device and pool pages must agree");
+_Static_assert(RZS_PAGE_SIZE == RZS_CODEC_PAGE, "device and codec pages must agree");
+_Static_assert(RZS_PAGE_SIZE == RZS_SWAPHDR_PAGE, "the header is one device page");
+_Static_assert(MAX_COMPRESSED + OBJ_HEADER <= XV_MAX_ALLOC, "objects must fit the pool");
+_Static_assert(MAX_COMPRESSED <= RZS_ENTRY_MAX_SIZE, "sizes must fit an entry");
+
+enum counter_id {
+        C_NUM_READS,
+        C_NUM_WRITES,
+        C_FAILED_READS,
+        C_FAILED_WRITES,
+        C_INVALID_IO,
+        C_PAGES_DISCARD,
+        C_ZERO_PAGES,
+        C_SAME_PAGES,
+        C_GOOD_COMPRESS,
+        C_NO_COMPRESS,
+        C_PAGES_STORED,
+        C_COMPR_DATA_SIZE,
+        C_PAGES_USED,     /* copied from the pool */
+        C_PAGES_USED_MAX, /* highest C_PAGES_USED */
+        C_BLOCK_BYTES,    /* copied from the pool */
+        C_COUNT
+};
+
+/* One counter per cache line: threads bumping different counters do not share
+ * lines. */
+struct counter {
+        _Atomic uint64_t v;
+} __attribute__((aligned(CACHELINE)));
+
+/* Scratch for one compression at a time: LZO's dictionary and the output buffer. */
+struct workspace {
+        pthread_mutex_t lock;
+        void *wrkmem;
+        unsigned char *out;
+} __attribute__((aligned(CACHELINE)));
+
+struct rzs_device {
+        uint64_t size;  /* bytes, a multiple of PAGE */
+        uint64_t pages; /* size / PAGE */
+        uint64_t memlimit;
+        const struct rzs_codec *codec;
+        struct rzs_table *table;
+
+        pthread_mutex_t pool_lock;
+        struct xv_pool *pool;
+
+        struct workspace *ws;
+        unsigned nws;
+        void *ws_map; /* one mapping holding every workspace's buffers */
+        size_t ws_map_len;
+
+        /* Guarded by slot 0's lock: slot 0 still shows header[] (until first
+         * written, trimmed or zeroed). */
+        bool header_live;
+        unsigned char header[PAGE];
+
+        struct counter c[C_COUNT];
+};
+
+static void count(struct rzs_device *dev, enum counter_id id, int64_t delta)
+{
+        atomic_fetch_add_explicit(&dev->c[id].v, (uint64_t)delta, memory_order_relaxed);
+}
+
+static uint64_t counter(const struct rzs_device *dev, enum counter_id id)
+{
+        return atomic_load_explicit(&dev->c[id].v, memory_order_relaxed);
+}
+
+static uint32_t load_u32(const void *p)
+{
+        uint32_t v;
+
+        memcpy(&v, p, sizeof(v));
+        return v;
+}
+
+/* ---- pool access: every call under pool_lock, stats copied out after it ---- */
+
+/* Caller holds pool_lock. */
+static void pool_stats_refresh(struct rzs_device *dev)
+{
+        struct xv_pool_stats s;
+
+        xv_pool_get_stats(dev->pool, &s);
+        atomic_store_explicit(&dev->c[C_PAGES_USED].v, s.pages, memory_order_relaxed);
+        atomic_store_explicit(&dev->c[C_BLOCK_BYTES].v, s.block_bytes,
+                              memory_order_relaxed);
+        if (s.pages > counter(dev, C_PAGES_USED_MAX))
+                atomic_store_explicit(&dev->c[C_PAGES_USED_MAX].v, s.pages,
+                                      memory_order_relaxed);
+}
+
+/* Allocate a pool object of size bytes, or a whole page when raw. Returns 0 or
+ * -ENOSPC: the device refuses rather than waits, whether the limit or the OS said
+ * no. */
+static int pool_alloc(struct rzs_device *dev, bool raw, uint32_t size, xv_handle *h)
+{
+        int r;
+
+        pthread_mutex_lock(&dev->pool_lock);
+        r = raw ? xv_page_alloc(dev->pool, h) : xv_malloc(dev->pool, size, h);
+        pool_stats_refresh(dev);
+        pthread_mutex_unlock(&dev->pool_lock);
+        return r < 0 ? -ENOSPC : 0;
+}
+
+/* Free the object an entry owned, if any. Takes pool_lock; call with no slot lock
+ * held (the entry is already unpublished). */
+static void pool_release(struct rzs_device *dev, rzs_entry e)
+{
+        if (!rzs_entry_has_object(e))
+                return;
+        pthread_mutex_lock(&dev->pool_lock);
+        if (rzs_entry_is_raw(e))
+                xv_page_free(dev->pool, rzs_entry_handle(e));
+        else
+                xv_free(dev->pool, rzs_entry_handle(e));
+        pool_stats_refresh(dev);
+        pthread_mutex_unlock(&dev->pool_lock);
+}
+
+/* ---- workspaces ---- */
+
+/* Pick a free workspace, trying the one this thread hashes to first so a thread
+ * tends to reuse its own (warm) buffers; block only when all are busy. */
+static struct workspace *ws_get(struct rzs_device *dev)
+{
+        uint64_t self = (uint64_t)(uintptr_t)pthread_self();
+        unsigned hint =
+            (unsigned)((self * UINT64_C(0x9e3779b97f4a7c15)) >> 32) % dev->nws;
+
+        for (unsigned i = 0; i < dev->nws; i++) {
+                struct workspace *w = &dev->ws[(hint + i) % dev->nws];
+
+                if (pthread_mutex_trylock(&w->lock) == 0)
+                        return w;
+        }
+        pthread_mutex_lock(&dev->ws[hint].lock);
+        return &dev->ws[hint];
+}
+
+static void ws_put(struct workspace *w)
+{
+        pthread_mutex_unlock(&w->lock);
+}
+
+static int ws_create(struct rzs_device *dev, unsigned n)
+{
+        size_t wrk =
+            (dev->codec->workspace_size + CACHELINE - 1) & ~(size_t)(CACHELINE - 1);
+        size_t out = (dev->codec->max_out + CACHELINE - 1) & ~(size_t)(CACHELINE - 1);
+        unsigned char *p;
+
+        if (posix_memalign((void **)&dev->ws, CACHELINE, n * sizeof(*dev->ws)) != 0)
+                return -ENOMEM;
+        dev->ws_map_len = n * (wrk + out);
+        /* Populated now: a swap server must not fault memory in on its I/O path. */
+        p = mmap(NULL, dev->ws_map_len, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+        if (p == MAP_FAILED) {
+                free(dev->ws);
+                dev->ws = NULL;
+                return -ENOMEM;
+        }
+        dev->ws_map = p;
+        for (unsigned i = 0; i < n; i++) {
+                pthread_mutex_init(&dev->ws[i].lock, NULL);
+                dev->ws[i].wrkmem = p + i * (wrk + out);
+                dev->ws[i].out = p + i * (wrk + out) + wrk;
+        }
+        dev->nws = n;
+        return 0;
+}
+
+static void ws_destroy(struct rzs_device *dev)
+{
+        if (dev->ws == NULL)
+                return;
+        for (unsigned i = 0; i < dev->nws; i++)
+                pthread_mutex_destroy(&dev->ws[i].lock);
+        munmap(dev->ws_map, dev->ws_map_len);
+        free(dev->ws);
+}
+
+/* ---- create / destroy ---- */
+
+static int check_config(const struct rzs_config *cfg, uint64_t size)
+{
+        if (size == 0 || size / PAGE - 1 > UINT32_MAX)
+                return -EINVAL; /* the object header holds a 32-bit slot index */
+        if (cfg->memlimit != 0 && (cfg->memlimit < PAGE || cfg->memlimit > size))
+                return -EINVAL;
+        if (cfg->memlimit != 0 && cfg->reserve > cfg->memlimit)
+                return -EINVAL;
+        if (cfg->workspaces > MAX_WORKSPACES)
+                return -EINVAL;
+        return 0;
+}
+
+int rzs_device_create(const struct rzs_config *cfg, struct rzs_device **out)
+{
+        uint64_t size = cfg->disksize / PAGE * PAGE;
+        uint64_t max_pages = cfg->memlimit / PAGE;
+        uint8_t uuid[16];
+        struct rzs_device *dev;
+        int r;
+
+        *out = NULL;
+        r = check_config(cfg, size);
+        if (r < 0)
+                return r;
+        if (max_pages > XV_MAX_PAGES)
+                max_pages = XV_MAX_PAGES;
+
+        dev = aligned_alloc(CACHELINE,
+                            (sizeof(*dev) + CACHELINE - 1) / CACHELINE * CACHELINE);
+        if (dev == NULL)
+                return -ENOMEM;
+        memset(dev, 0, sizeof(*dev));
+        dev->size = size;
+        dev->pages = size / PAGE;
+        dev->memlimit = cfg->memlimit;
+        pthread_mutex_init(&dev->pool_lock, NULL);
+
+        r = rzs_codec_find(cfg->compressor, &dev->codec);
+        if (r < 0) {
+                r = r == -ENOENT ? -EINVAL : r;
+                goto err;
+        }
+        r = rzs_swaphdr_random_uuid(uuid);
+        if (r < 0)
+                goto err;
+        rzs_swaphdr_build(dev->header, dev->pages, uuid);
+        dev->header_live = true;
+
+        r = rzs_table_create(dev->pages, 0, &dev->table);
+        if (r < 0)
+                goto err;
+        r = xv_pool_create(max_pages, cfg->reserve / PAGE, &dev->pool);
+        if (r < 0)
+                goto err;
+        r = ws_create(dev, cfg->workspaces ? cfg->workspaces : DEFAULT_WORKSPACES);
+        if (r < 0)
+                goto err;
+        *out = dev;
+        return 0;
+
+err:
+        rzs_device_destroy(dev);
+        return r;
+}
+
+void rzs_device_destroy(struct rzs_device *dev)
+{
+        if (dev == NULL)
+                return;
+        ws_destroy(dev);
+        xv_pool_destroy(dev->pool);
+        rzs_table_destroy(dev->table);
+        pthread_mutex_destroy(&dev->pool_lock);
+        free(dev);
+}
+
+uint64_t rzs_device_size(const struct rzs_device *dev)
+{
+        return dev->size;
+}
+
+/* ---- one page ---- */
+
+/* True when the page is one 32-bit word repeated; *pattern is that word. Compares
+ * 64-bit words and stops at the first difference, so ordinary pages cost a few
+ * loads. */
+static bool page_same_filled(const unsigned char *page, uint32_t *pattern)
+{
+        uint64_t first, w;
+
+        memcpy(&first, page, sizeof(first));
+        if ((uint32_t)first != (uint32_t)(first >> 32))
+                return false;
+        for (size_t i = sizeof(w); i < PAGE; i += sizeof(w)) {
+                memcpy(&w, page + i, sizeof(w));
+                if (w != first)
+                        return false;
+        }
+        *pattern = (uint32_t)first;
+        return true;
+}
+
+static void page_fill(unsigned char *page, uint32_t pattern)
+{
+        uint64_t w = (uint64_t)pattern << 32 | pattern;
+
+        if (pattern == 0) {
+                memset(page, 0, PAGE);
+                return;
+        }
+        for (size_t i = 0; i < PAGE; i += sizeof(w))
+                memcpy(page + i, &w, sizeof(w));
+}
+
+/* Add sign (+1/-1) times an entry's share to the gauges. Caller holds the slot
+ * lock. */
+static void account(struct rzs_device *dev, rzs_entry e, int sign)
+{
+        if (rzs_entry_is_empty(e))
+                return;
+        if (rzs_entry_is_same(e)) {
+                count(dev, rzs_entry_pattern(e) == 0 ? C_ZERO_PAGES : C_SAME_PAGES, sign);
+                return;
+        }
+        count(dev, C_PAGES_STORED, sign);
+        if (rzs_entry_is_raw(e)) {
+                count(dev, C_NO_COMPRESS, sign);
+                count(dev, C_COMPR_DATA_SIZE, sign * (int64_t)PAGE);
+                return;
+        }
+        count(dev, C_COMPR_DATA_SIZE, sign * (int64_t)rzs_entry_size(e));
+        if (rzs_entry_size(e) <= GOOD_COMPRESSED)
+                count(dev, C_GOOD_COMPRESS, sign);
+}
+
+/* Put e into slot and free what it replaces. Returns the replaced entry's state
+ * for the caller's counting (true when it held a page). */
+static bool publish(struct rzs_device *dev, uint64_t slot, rzs_entry e)
+{
+        rzs_entry old;
+
+        rzs_table_lock(dev->table, slot);
+        old = rzs_table_swap(dev->table, slot, e);
+        if (slot == 0)
+                dev->header_live = false;
+        account(dev, e, +1);
+        account(dev, old, -1);
+        rzs_table_unlock(dev->table, slot);
+        pool_release(dev, old);
+        return !rzs_entry_is_empty(old);
+}
+
+/* Compress src and store it in a new pool object; *e describes it. No lock is held
+ * on entry or exit. Returns 0, -ENOSPC or -EIO (the compressor failed). */
+static int store_object(struct rzs_device *dev, uint64_t slot, const unsigned char *src,
+                        rzs_entry *e)
+{
+        struct workspace *w = ws_get(dev);
+        size_t clen;
+        xv_handle h;
+        int r;
+
+        *e = 0;
+        r = dev->codec->compress(src, w->out, &clen, w->wrkmem);
+        if (r < 0)
+                goto out;
+        if (clen > MAX_COMPRESSED) {
+                ws_put(w);
+                r = pool_alloc(dev, true, PAGE, &h);
+                if (r < 0)
+                        return r;
+                memcpy(xv_map(dev->pool, h), src, PAGE);
+                *e = rzs_entry_raw(h);
+                return 0;
+        }
+        r = pool_alloc(dev, false, (uint32_t)(OBJ_HEADER + clen), &h);
+        if (r < 0)
+                goto out;
+        unsigned char *obj = xv_map(dev->pool, h);
+        uint32_t owner = (uint32_t)slot;
+
+        memcpy(obj, &owner, OBJ_HEADER);
+        memcpy(obj + OBJ_HEADER, w->out, clen);
+        *e = rzs_entry_compressed(h, (uint32_t)clen);
+out:
+        ws_put(w);
+        return r;
+}
+
+static int write_page(struct rzs_device *dev, uint64_t slot, const unsigned char *src)
+{
+        uint32_t pattern;
+        rzs_entry e;
+
+        if (page_same_filled(src, &pattern)) {
+                e = rzs_entry_same(pattern);
+        } else {
+                int r = store_object(dev, slot, src, &e);
+
+                if (r < 0)
+                        return r;
+        }
+        publish(dev, slot, e);
+        return 0;
+}
+
+static int read_page(struct rzs_device *dev, uint64_t slot, unsigned char *dst)
+{
+        rzs_entry e;
+        int r = 0;
+
+        rzs_table_lock(dev->table, slot);
+        e = rzs_table_get(dev->table, slot);
+        if (rzs_entry_is_empty(e)) {
+                if (slot == 0 && dev->header_live)
+                        memcpy(dst, dev->header, PAGE);
+                else
+                        memset(dst, 0, PAGE);
+        } else if (rzs_entry_is_same(e)) {
+                page_fill(dst, rzs_entry_pattern(e));
+        } else if (rzs_entry_is_raw(e)) {
+                memcpy(dst, xv_map(dev->pool, rzs_entry_handle(e)), PAGE);
+        } else {
+                const unsigned char *obj = xv_map(dev->pool, rzs_entry_handle(e));
+
+                r = dev->codec->decompress(obj + OBJ_HEADER, rzs_entry_size(e), dst);
+        }
+        rzs_table_unlock(dev->table, slot);
+        return r;
+}
+
+/* Empty slot; returns true when it held a page. */
+static bool discard_page(struct rzs_device *dev, uint64_t slot)
+{
+        /* Trims of whole swap areas are mostly of empty slots: skip them without
+         * the lock. Slot 0 may still show the header, which a trim must end. */
+        if (slot != 0 && rzs_entry_is_empty(rzs_table_get(dev->table, slot)))
+                return false;
+        return publish(dev, slot, 0);
+}
+
+/* ---- requests ---- */
+
+static int check_request(struct rzs_device *dev, uint64_t len, uint64_t off)
+{
+        if (off % PAGE != 0 || len % PAGE != 0 || off > dev->size ||
+            len > dev->size - off) {
+                count(dev, C_INVALID_IO, 1);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+int rzs_device_read(struct rzs_device *dev, void *buf, uint64_t len, uint64_t off)
+{
+        unsigned char *p = buf;
+        uint64_t first = off / PAGE, n = len / PAGE;
+        int r = check_request(dev, len, off);
+
+        if (r < 0)
+                return r;
+        for (uint64_t i = 0; i < n; i++) {
+                r = read_page(dev, first + i, p + i * PAGE);
+                if (r < 0) {
+                        count(dev, C_NUM_READS, (int64_t)i);
+                        count(dev, C_FAILED_READS, 1);
+                        return -EIO;
+                }
+        }
+        count(dev, C_NUM_READS, (int64_t)n);
+        return 0;
+}
+
+int rzs_device_write(struct rzs_device *dev, const void *buf, uint64_t len, uint64_t off)
+{
+        const unsigned char *p = buf;
+        uint64_t first = off / PAGE, n = len / PAGE;
+        int r = check_request(dev, len, off);
+
+        if (r < 0)
+                return r;
+        for (uint64_t i = 0; i < n; i++) {
+                r = write_page(dev, first + i, p + i * PAGE);
+                if (r < 0) {
+                        count(dev, C_NUM_WRITES, (int64_t)i);
+                        count(dev, C_FAILED_WRITES, 1);
+                        return r;
+                }
+        }
+        count(dev, C_NUM_WRITES, (int64_t)n);
+        return 0;
+}
+
+static int discard(struct rzs_device *dev, uint64_t len, uint64_t off)
+{
+        uint64_t first = off / PAGE, n = len / PAGE, freed = 0;
+        int r = check_request(dev, len, off);
+
+        if (r < 0)
+                return r;
+        for (uint64_t i = 0; i < n; i++)
+                freed += discard_page(dev, first + i);
+        count(dev, C_PAGES_DISCARD, (int64_t)freed);
+        return 0;
+}
+
+int rzs_device_trim(struct rzs_device *dev, uint64_t len, uint64_t off)
+{
+        return discard(dev, len, off);
+}
+
+/* Zeroed pages become empty slots, exactly as trimmed ones: both read as zeros and
+ * hold no memory, and zero_pages keeps counting only zero pages written as data. */
+int rzs_device_zero(struct rzs_device *dev, uint64_t len, uint64_t off)
+{
+        return discard(dev, len, off);
+}
+
+void rzs_device_count_invalid(struct rzs_device *dev)
+{
+        count(dev, C_INVALID_IO, 1);
+}
+
+void rzs_device_get_stats(const struct rzs_device *dev, struct rzs_stats *out)
+{
+        memset(out, 0, sizeof(*out));
+        out->disksize = dev->size;
+        out->memlimit = dev->memlimit;
+        out->num_reads = counter(dev, C_NUM_READS);
+        out->num_writes = counter(dev, C_NUM_WRITES);
+        out->failed_reads = counter(dev, C_FAILED_READS);
+        out->failed_writes = counter(dev, C_FAILED_WRITES);
+        out->invalid_io = counter(dev, C_INVALID_IO);
+        out->pages_discard = counter(dev, C_PAGES_DISCARD);
+        out->zero_pages = counter(dev, C_ZERO_PAGES);
+        out->same_pages = counter(dev, C_SAME_PAGES);
+        out->good_compress = counter(dev, C_GOOD_COMPRESS);
+        out->no_compress = counter(dev, C_NO_COMPRESS);
+        out->pages_stored = counter(dev, C_PAGES_STORED);
+        out->pages_used = counter(dev, C_PAGES_USED);
+        out->orig_data_size = out->pages_stored * PAGE;
+        out->compr_data_size = counter(dev, C_COMPR_DATA_SIZE);
+        out->mem_used_total = out->pages_used * PAGE;
+        out->mem_used_max = counter(dev, C_PAGES_USED_MAX) * PAGE;
+        out->pool_block_bytes = counter(dev, C_BLOCK_BYTES);
+}
+
+/* ---- consistency check ---- */
+
+static int cmp_handle(const void *a, const void *b)
+{
+        xv_handle x = *(const xv_handle *)a, y = *(const xv_handle *)b;
+
+        return (x > y) - (x < y);
+}
+
+/* Count handles owned by two slots. Needs memory; skipped (0) without it. */
+static unsigned duplicate_handles(const struct rzs_device *dev, uint64_t objects)
+{
+        xv_handle *h = malloc((objects ? objects : 1) * sizeof(*h));
+        uint64_t n = 0;
+        unsigned bad = 0;
+
+        if (h == NULL)
+                return 0;
+        for (uint64_t s = 0; s < dev->pages && n < objects; s++) {
+                rzs_entry e = rzs_table_get(dev->table, s);
+
+                if (rzs_entry_has_object(e))
+                        h[n++] = rzs_entry_handle(e);
+        }
+        qsort(h, n, sizeof(*h), cmp_handle);
+        for (uint64_t i = 1; i < n; i++)
+                bad += h[i] == h[i - 1];
+        free(h);
+        return bad;
+}
+
+unsigned rzs_device_check(struct rzs_device *dev)
+{
+        uint64_t zero = 0, same = 0, stored = 0, raw = 0, good = 0, compr = 0;
+        struct xv_pool_stats ps;
+        unsigned bad = rzs_table_check(dev->table);
+
+        for (uint64_t s = 0; s < dev->pages; s++) {
+                rzs_entry e = rzs_table_get(dev->table, s);
+
+                if (rzs_entry_is_empty(e))
+                        continue;
+                if (rzs_entry_is_same(e)) {
+                        zero += rzs_entry_pattern(e) == 0;
+                        same += rzs_entry_pattern(e) != 0;
+                        continue;
+                }
+                stored++;
+                if (rzs_entry_is_raw(e)) {
+                        raw++;
+                        compr += PAGE;
+                        continue;
+                }
+                compr += rzs_entry_size(e);
+                good += rzs_entry_size(e) <= GOOD_COMPRESSED;
+                bad += rzs_entry_size(e) > MAX_COMPRESSED;
+                bad += load_u32(xv_map(dev->pool, rzs_entry_handle(e))) != s;
+        }
+        if (dev->header_live && !rzs_entry_is_empty(rzs_table_get(dev->table, 0)))
+                bad++;
+        bad += zero != counter(dev, C_ZERO_PAGES);
+        bad += same != counter(dev, C_SAME_PAGES);
+        bad += stored != counter(dev, C_PAGES_STORED);
+        bad += raw != counter(dev, C_NO_COMPRESS);
+        bad += good != counter(dev, C_GOOD_COMPRESS);
+        bad += compr != counter(dev, C_COMPR_DATA_SIZE);
+        bad += duplicate_handles(dev, stored);
+
+        pthread_mutex_lock(&dev->pool_lock);
+        bad += xv_pool_check(dev->pool);
+        xv_pool_get_stats(dev->pool, &ps);
+        pthread_mutex_unlock(&dev->pool_lock);
+        bad += ps.objects != stored;
+        bad += ps.whole_pages != raw;
+        bad += ps.pages != counter(dev, C_PAGES_USED);
+        bad += ps.block_bytes != counter(dev, C_BLOCK_BYTES);
+        bad += ps.pages > counter(dev, C_PAGES_USED_MAX);
+        return bad;
+}

@@ -1,0 +1,632 @@
+/* ramzswap: xvmalloc, a TLSF allocator for compressed pages.
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * See include/ramzswap/xvmalloc.h for the contract. Implementation notes:
+ *
+ * Pages and arenas: pool page frame numbers (pfn) index a fixed table of arenas of
+ * ARENA_PAGES pages each, mapped lazily with MAP_NORESERVE. pfn 0 (the first page of
+ * arena 0) is never handed out, so handle 0 stays invalid. Pages are carved from the
+ * arenas in pfn order ("bump"), and every page ever carved is in exactly one state:
+ * holding objects, given whole to a caller, free and faulted in (the reserve), or
+ * free and released to the OS. Free pages sit on two stacks of pfns kept outside the
+ * pages, so a released page is never touched until it is handed out again.
+ *
+ * Block header (one 32-bit word in front of every block):
+ *   bit 0       block is free
+ *   bit 1       the previous block in the page is free
+ *   bits 2..12  block size in bytes (a multiple of 4, XV_MIN_BLOCK..XV_PAGE_SIZE)
+ *   bits 16..27 byte offset of the previous block in the page (0 for the first)
+ * A free block also holds, after its header, the references of the next and the
+ * previous free block on its list. A reference names a block as a handle names an
+ * object: pfn << 10 | block offset / 4; 0 ends a list.
+ *
+ * Free lists: list i holds free blocks of size 8i and 8i + 4. Bit i of l2[i / 64] is
+ * set iff list i is non-empty, bit w of l1 iff l2[w] is non-zero. A request of
+ * block size s takes the head of list s / 8 when it fits, else the head of the first
+ * non-empty list above, so every block it gets is large enough (good fit, O(1)).
+ *
+ * Invariants (checked by xv_pool_check): blocks tile each object page; no two free
+ * blocks are adjacent; an object page is never one free block (it would have been
+ * given back); the flags and prev offsets agree with the neighbours.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "ramzswap/xvmalloc.h"
+
+/* Tunables. */
+#define ARENA_SHIFT 13u /* 8192 pages = 32 MiB of address space per arena */
+
+/* Derived constants: do not edit. */
+#define ARENA_PAGES    (1u << ARENA_SHIFT)
+#define ARENA_BYTES    ((size_t)ARENA_PAGES * XV_PAGE_SIZE)
+#define MAX_ARENAS     ((uint32_t)(XV_MAX_PAGES >> ARENA_SHIFT) + 1u)
+#define PAGE_SHIFT     12u
+#define LIST_SHIFT     3u /* one list per 8 bytes of block size */
+#define NLISTS         (XV_PAGE_SIZE >> LIST_SHIFT)
+#define NWORDS         (NLISTS / 64u)
+#define OFFSET_MASK    ((1u << XV_HANDLE_OFFSET_BITS) - 1u)
+#define HDR_FREE       1u
+#define HDR_PREVFREE   2u
+#define HDR_SIZE       0x1ffcu
+#define HDR_PREV_SHIFT 16u
+
+_Static_assert(XV_PAGE_SIZE == 1u << PAGE_SHIFT, "page shift");
+_Static_assert(NLISTS % 64 == 0 && NWORDS <= 64, "two-level bitmap geometry");
+_Static_assert(XV_MIN_BLOCK >= XV_HEADER_SIZE + 2 * sizeof(uint32_t),
+               "a free block must hold its header and two list links");
+_Static_assert((XV_PAGE_SIZE >> 2) - 1 <= OFFSET_MASK, "offsets fit a handle");
+
+enum page_state {
+        PG_UNUSED = 0, /* not carved yet */
+        PG_OBJECTS,    /* tiled by blocks */
+        PG_WHOLE,      /* given to a caller by xv_page_alloc */
+        PG_FAULTED,    /* free, faulted in, on the faulted stack (reserve) */
+        PG_RELEASED,   /* free, given back to the OS, on the released stack */
+};
+
+struct xv_pool {
+        uint64_t max_pages;      /* limit on data pages (objects + whole) */
+        uint64_t reserve_target; /* free pages to keep faulted in */
+        uint32_t next_pfn;       /* first pfn never carved */
+        uint32_t narenas;        /* arenas mapped: arena[0 .. narenas - 1] */
+        uint32_t *faulted;       /* stack of PG_FAULTED pfns, capacity reserve */
+        uint32_t nfaulted;
+        uint32_t *released; /* stack of PG_RELEASED pfns, capacity narenas pages */
+        uint32_t nreleased;
+        uint64_t l1;
+        uint64_t l2[NWORDS];
+        uint32_t head[NLISTS]; /* reference of each list's first block, 0 = empty */
+        struct xv_pool_stats st;
+        uint8_t *state[MAX_ARENAS]; /* enum page_state per page, per arena */
+        /* Written once per arena (release) before any handle into it exists; read
+         * by xv_map without the pool lock (acquire). */
+        uint8_t *arena[MAX_ARENAS];
+};
+
+static inline uint8_t *page_addr(const struct xv_pool *pool, uint32_t pfn)
+{
+        return pool->arena[pfn >> ARENA_SHIFT] +
+               ((size_t)(pfn & (ARENA_PAGES - 1)) << PAGE_SHIFT);
+}
+
+static inline uint8_t *page_state(const struct xv_pool *pool, uint32_t pfn)
+{
+        return &pool->state[pfn >> ARENA_SHIFT][pfn & (ARENA_PAGES - 1)];
+}
+
+static inline uint32_t mkref(uint32_t pfn, uint32_t off)
+{
+        return pfn << XV_HANDLE_OFFSET_BITS | off >> 2;
+}
+
+static inline uint32_t *ref_block(const struct xv_pool *pool, uint32_t ref)
+{
+        return (uint32_t *)(page_addr(pool, ref >> XV_HANDLE_OFFSET_BITS) +
+                            ((ref & OFFSET_MASK) << 2));
+}
+
+static inline uint32_t hdr_size(uint32_t h)
+{
+        return h & HDR_SIZE;
+}
+
+static inline uint32_t hdr_prev(uint32_t h)
+{
+        return h >> HDR_PREV_SHIFT;
+}
+
+static inline uint32_t mkhdr(uint32_t size, uint32_t prev_off, uint32_t flags)
+{
+        return size | prev_off << HDR_PREV_SHIFT | flags;
+}
+
+static inline unsigned list_index(uint32_t size)
+{
+        return size >> LIST_SHIFT;
+}
+
+/* Block size for an object of size bytes: header added, rounded up to 4, at least
+ * XV_MIN_BLOCK. */
+static inline uint32_t block_size(uint32_t size)
+{
+        uint32_t b = ((size + 3u) & ~3u) + XV_HEADER_SIZE;
+        return b < XV_MIN_BLOCK ? XV_MIN_BLOCK : b;
+}
+
+/* ---- free lists ---- */
+
+static void list_insert(struct xv_pool *pool, uint32_t *blk, uint32_t ref)
+{
+        unsigned i = list_index(hdr_size(blk[0]));
+        uint32_t first = pool->head[i];
+
+        blk[1] = first;
+        blk[2] = 0;
+        if (first)
+                ref_block(pool, first)[2] = ref;
+        else {
+                pool->l2[i / 64] |= UINT64_C(1) << (i % 64);
+                pool->l1 |= UINT64_C(1) << (i / 64);
+        }
+        pool->head[i] = ref;
+}
+
+static void list_remove(struct xv_pool *pool, const uint32_t *blk)
+{
+        unsigned i = list_index(hdr_size(blk[0]));
+        uint32_t next = blk[1], prev = blk[2];
+
+        if (next)
+                ref_block(pool, next)[2] = prev;
+        if (prev) {
+                ref_block(pool, prev)[1] = next;
+                return;
+        }
+        pool->head[i] = next;
+        if (!next) {
+                pool->l2[i / 64] &= ~(UINT64_C(1) << (i % 64));
+                if (!pool->l2[i / 64])
+                        pool->l1 &= ~(UINT64_C(1) << (i / 64));
+        }
+}
+
+/* Index of the first non-empty list at or above i, or -1. */
+static int find_list(const struct xv_pool *pool, unsigned i)
+{
+        unsigned w = i / 64;
+        uint64_t m, top;
+
+        if (i >= NLISTS)
+                return -1;
+        m = pool->l2[w] & (~UINT64_C(0) << (i % 64));
+        if (m)
+                return (int)(w * 64 + (unsigned)__builtin_ctzll(m));
+        top = w + 1 < 64 ? pool->l1 & (~UINT64_C(0) << (w + 1)) : 0;
+        if (!top)
+                return -1;
+        w = (unsigned)__builtin_ctzll(top);
+        return (int)(w * 64 + (unsigned)__builtin_ctzll(pool->l2[w]));
+}
+
+/* ---- pages ---- */
+
+static int map_arena(struct xv_pool *pool)
+{
+        uint32_t a = pool->narenas;
+        uint32_t *rel;
+        void *mem;
+
+        rel = realloc(pool->released, (size_t)(a + 1) * ARENA_PAGES * sizeof(*rel));
+        if (!rel)
+                return -ENOMEM;
+        pool->released = rel;
+        pool->state[a] = calloc(ARENA_PAGES, 1);
+        if (!pool->state[a])
+                return -ENOMEM;
+        mem = mmap(NULL, ARENA_BYTES, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (mem == MAP_FAILED) {
+                free(pool->state[a]);
+                pool->state[a] = NULL;
+                return -ENOMEM;
+        }
+        __atomic_store_n(&pool->arena[a], (uint8_t *)mem, __ATOMIC_RELEASE);
+        pool->narenas = a + 1;
+        return 0;
+}
+
+/* A never-used page from the arenas, mapping a new arena when needed. */
+static int carve_page(struct xv_pool *pool, uint32_t *pfn)
+{
+        int r;
+
+        if (pool->next_pfn > XV_MAX_PAGES)
+                return -ENOSPC;
+        if ((pool->next_pfn >> ARENA_SHIFT) >= pool->narenas) {
+                r = map_arena(pool);
+                if (r < 0)
+                        return r;
+        }
+        *pfn = pool->next_pfn++;
+        return 0;
+}
+
+/* A page for data: the reserve first, then released pages, then new ones. */
+static int get_page(struct xv_pool *pool, enum page_state use, uint32_t *pfn)
+{
+        int r;
+
+        if (pool->st.pages >= pool->max_pages)
+                return -ENOSPC;
+        if (pool->nfaulted) {
+                *pfn = pool->faulted[--pool->nfaulted];
+                pool->st.reserve_pages = pool->nfaulted;
+        } else if (pool->nreleased) {
+                *pfn = pool->released[--pool->nreleased];
+        } else {
+                r = carve_page(pool, pfn);
+                if (r < 0)
+                        return r;
+        }
+        *page_state(pool, *pfn) = (uint8_t)use;
+        pool->st.pages++;
+        return 0;
+}
+
+/* Keep an emptied page faulted in while the reserve is short, else give it back. */
+static void put_page(struct xv_pool *pool, uint32_t pfn)
+{
+        pool->st.pages--;
+        if (pool->nfaulted < pool->reserve_target) {
+                pool->faulted[pool->nfaulted++] = pfn;
+                pool->st.reserve_pages = pool->nfaulted;
+                *page_state(pool, pfn) = PG_FAULTED;
+                return;
+        }
+        /* Cannot fail for a mapped, page-aligned range; if it did, the page would
+         * merely stay resident and is still free for reuse. */
+        (void)madvise(page_addr(pool, pfn), XV_PAGE_SIZE, MADV_DONTNEED);
+        pool->released[pool->nreleased++] = pfn;
+        *page_state(pool, pfn) = PG_RELEASED;
+}
+
+/* ---- public API ---- */
+
+int xv_pool_create(uint64_t max_pages, uint64_t reserve_pages, struct xv_pool **out)
+{
+        struct xv_pool *pool;
+        uint32_t pfn;
+        int r;
+
+        *out = NULL;
+        if (max_pages == 0 || max_pages > XV_MAX_PAGES)
+                max_pages = XV_MAX_PAGES;
+        if (reserve_pages > max_pages)
+                return -EINVAL;
+        pool = calloc(1, sizeof(*pool));
+        if (!pool)
+                return -ENOMEM;
+        pool->max_pages = max_pages;
+        pool->reserve_target = reserve_pages;
+        pool->next_pfn = 1; /* pfn 0 is never used: handle 0 stays invalid */
+        if (reserve_pages) {
+                pool->faulted = malloc(reserve_pages * sizeof(*pool->faulted));
+                if (!pool->faulted) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+        }
+        /* Pushed from the top so that pages are handed out in address order. */
+        while (pool->nfaulted < reserve_pages) {
+                r = carve_page(pool, &pfn);
+                if (r < 0)
+                        goto fail;
+                *(volatile uint8_t *)page_addr(pool, pfn) = 0;
+                *page_state(pool, pfn) = PG_FAULTED;
+                pool->faulted[pool->nfaulted++] = pfn;
+        }
+        for (uint32_t i = 0; i < pool->nfaulted / 2; i++) {
+                uint32_t t = pool->faulted[i];
+                pool->faulted[i] = pool->faulted[pool->nfaulted - 1 - i];
+                pool->faulted[pool->nfaulted - 1 - i] = t;
+        }
+        pool->st.reserve_pages = pool->nfaulted;
+        *out = pool;
+        return 0;
+
+fail:
+        xv_pool_destroy(pool);
+        return r;
+}
+
+void xv_pool_destroy(struct xv_pool *pool)
+{
+        if (!pool)
+                return;
+        for (uint32_t a = 0; a < pool->narenas; a++) {
+                munmap(pool->arena[a], ARENA_BYTES);
+                free(pool->state[a]);
+        }
+        free(pool->faulted);
+        free(pool->released);
+        free(pool);
+}
+
+int xv_malloc(struct xv_pool *pool, uint32_t size, xv_handle *out)
+{
+        uint32_t bsize, fsize, ref, pfn, off, rest, *blk;
+        uint8_t *page;
+        unsigned i;
+        int li, r;
+
+        *out = 0;
+        if (size == 0 || size > XV_MAX_ALLOC)
+                return -EINVAL;
+        bsize = block_size(size);
+        i = list_index(bsize);
+        /* List i also holds blocks 4 bytes short of bsize: take its head only if it
+         * fits, else look above, where every block fits. */
+        if ((bsize & 4u) && pool->head[i] &&
+            hdr_size(ref_block(pool, pool->head[i])[0]) >= bsize)
+                li = (int)i;
+        else
+                li = find_list(pool, i + ((bsize & 4u) >> 2));
+
+        if (li >= 0) {
+                ref = pool->head[li];
+                pfn = ref >> XV_HANDLE_OFFSET_BITS;
+                off = (ref & OFFSET_MASK) << 2;
+                page = page_addr(pool, pfn);
+                blk = (uint32_t *)(page + off);
+                list_remove(pool, blk);
+                fsize = hdr_size(blk[0]);
+        } else {
+                r = get_page(pool, PG_OBJECTS, &pfn);
+                if (r < 0)
+                        return r;
+                off = 0;
+                page = page_addr(pool, pfn);
+                blk = (uint32_t *)page;
+                blk[0] = mkhdr(XV_PAGE_SIZE, 0, HDR_FREE);
+                fsize = XV_PAGE_SIZE;
+        }
+
+        rest = fsize - bsize;
+        if (rest >= XV_MIN_BLOCK) {
+                uint32_t *tail = (uint32_t *)(page + off + bsize);
+                uint32_t end = off + fsize;
+
+                tail[0] = mkhdr(rest, off, HDR_FREE);
+                list_insert(pool, tail, mkref(pfn, off + bsize));
+                /* The block after a free block is allocated (no two free blocks
+                 * touch); its previous block is now the tail. */
+                if (end < XV_PAGE_SIZE) {
+                        uint32_t *next = (uint32_t *)(page + end);
+                        next[0] = mkhdr(hdr_size(next[0]), off + bsize, HDR_PREVFREE);
+                }
+        } else {
+                bsize = fsize;
+                if (off + fsize < XV_PAGE_SIZE) {
+                        uint32_t *next = (uint32_t *)(page + off + fsize);
+                        next[0] &= ~HDR_PREVFREE;
+                }
+        }
+        blk[0] = mkhdr(bsize, hdr_prev(blk[0]), 0);
+
+        pool->st.objects++;
+        pool->st.block_bytes += bsize;
+        *out = mkref(pfn, off + XV_HEADER_SIZE);
+        return 0;
+}
+
+void xv_free(struct xv_pool *pool, xv_handle h)
+{
+        uint32_t pfn = h >> XV_HANDLE_OFFSET_BITS;
+        uint32_t start = ((h & OFFSET_MASK) << 2) - XV_HEADER_SIZE;
+        uint8_t *page = page_addr(pool, pfn);
+        uint32_t *blk = (uint32_t *)(page + start);
+        uint32_t hdr = blk[0], size = hdr_size(hdr), end = start + size;
+        uint32_t prev_off = hdr_prev(hdr);
+
+        assert(pfn && pfn < pool->next_pfn && (h & OFFSET_MASK));
+        assert(*page_state(pool, pfn) == PG_OBJECTS && !(hdr & HDR_FREE));
+        pool->st.objects--;
+        pool->st.block_bytes -= size;
+
+        if (end < XV_PAGE_SIZE) {
+                uint32_t *next = (uint32_t *)(page + end);
+                if (next[0] & HDR_FREE) {
+                        list_remove(pool, next);
+                        end += hdr_size(next[0]);
+                }
+        }
+        if (hdr & HDR_PREVFREE) {
+                blk = (uint32_t *)(page + prev_off);
+                list_remove(pool, blk);
+                start = prev_off;
+                prev_off = hdr_prev(blk[0]);
+        }
+        if (end - start == XV_PAGE_SIZE) {
+                put_page(pool, pfn);
+                return;
+        }
+        blk[0] = mkhdr(end - start, prev_off, HDR_FREE);
+        list_insert(pool, blk, mkref(pfn, start));
+        if (end < XV_PAGE_SIZE) {
+                uint32_t *next = (uint32_t *)(page + end);
+                next[0] = mkhdr(hdr_size(next[0]), start, HDR_PREVFREE);
+        }
+}
+
+int xv_page_alloc(struct xv_pool *pool, xv_handle *out)
+{
+        uint32_t pfn;
+        int r;
+
+        *out = 0;
+        r = get_page(pool, PG_WHOLE, &pfn);
+        if (r < 0)
+                return r;
+        pool->st.whole_pages++;
+        pool->st.objects++;
+        pool->st.block_bytes += XV_PAGE_SIZE;
+        *out = mkref(pfn, 0);
+        return 0;
+}
+
+void xv_page_free(struct xv_pool *pool, xv_handle h)
+{
+        assert(!(h & OFFSET_MASK) && (h >> XV_HANDLE_OFFSET_BITS) < pool->next_pfn);
+        assert(*page_state(pool, h >> XV_HANDLE_OFFSET_BITS) == PG_WHOLE);
+        pool->st.whole_pages--;
+        pool->st.objects--;
+        pool->st.block_bytes -= XV_PAGE_SIZE;
+        put_page(pool, h >> XV_HANDLE_OFFSET_BITS);
+}
+
+void *xv_map(const struct xv_pool *pool, xv_handle h)
+{
+        uint32_t pfn = h >> XV_HANDLE_OFFSET_BITS;
+        uint8_t *base =
+            __atomic_load_n(&pool->arena[pfn >> ARENA_SHIFT], __ATOMIC_ACQUIRE);
+
+        return base + ((size_t)(pfn & (ARENA_PAGES - 1)) << PAGE_SHIFT) +
+               ((h & OFFSET_MASK) << 2);
+}
+
+void xv_pool_get_stats(const struct xv_pool *pool, struct xv_pool_stats *out)
+{
+        *out = pool->st;
+}
+
+/* ---- consistency check ---- */
+
+struct walk {
+        uint64_t objects;     /* allocated blocks in object pages */
+        uint64_t block_bytes; /* their bytes */
+        uint64_t free_blocks; /* free blocks in object pages */
+};
+
+/* Walk one object page block by block; returns the violations found. */
+static unsigned check_page(const struct xv_pool *pool, uint32_t pfn, struct walk *w)
+{
+        const uint8_t *page = page_addr(pool, pfn);
+        uint32_t off = 0, prev_off = 0, used = 0;
+        bool prev_free = false;
+        unsigned bad = 0;
+
+        while (off < XV_PAGE_SIZE) {
+                uint32_t hdr = *(const uint32_t *)(page + off);
+                uint32_t size = hdr_size(hdr);
+                bool is_free = hdr & HDR_FREE;
+
+                if (size < XV_MIN_BLOCK || size > XV_PAGE_SIZE - off)
+                        return bad + 1; /* the tiling is broken: stop walking */
+                if (hdr_prev(hdr) != prev_off)
+                        bad++;
+                if (!!(hdr & HDR_PREVFREE) != prev_free)
+                        bad++;
+                if (is_free && prev_free)
+                        bad++;
+                if (is_free) {
+                        w->free_blocks++;
+                } else {
+                        used++;
+                        w->objects++;
+                        w->block_bytes += size;
+                }
+                prev_free = is_free;
+                prev_off = off;
+                off += size;
+        }
+        if (!used) /* an empty object page should have left the lists */
+                bad++;
+        return bad;
+}
+
+/* Walk free list i; returns the violations found and counts its blocks. */
+static unsigned check_list(const struct xv_pool *pool, unsigned i, uint64_t limit,
+                           uint64_t *listed)
+{
+        uint32_t ref = pool->head[i], prev = 0;
+        unsigned bad = 0;
+
+        for (; ref; prev = ref, ref = ref_block(pool, ref)[1]) {
+                uint32_t pfn = ref >> XV_HANDLE_OFFSET_BITS, off = (ref & OFFSET_MASK)
+                                                                   << 2;
+                const uint32_t *blk;
+
+                if (!pfn || pfn >= pool->next_pfn || off >= XV_PAGE_SIZE ||
+                    *page_state(pool, pfn) != PG_OBJECTS || ++*listed > limit)
+                        return bad + 1; /* a wild reference or a cycle: stop */
+                blk = ref_block(pool, ref);
+                if (!(blk[0] & HDR_FREE) || list_index(hdr_size(blk[0])) != i)
+                        bad++;
+                if (blk[2] != prev)
+                        bad++;
+        }
+        return bad;
+}
+
+unsigned xv_pool_check(const struct xv_pool *pool)
+{
+        uint64_t nstate[PG_RELEASED + 1] = {0}, listed = 0;
+        struct walk w = {0};
+        uint8_t *seen;
+        unsigned bad = 0;
+
+        if (pool->narenas && *page_state(pool, 0) != PG_UNUSED)
+                bad++;
+        for (uint32_t pfn = 1; pfn < pool->next_pfn; pfn++) {
+                uint8_t s = *page_state(pool, pfn);
+
+                if (s == PG_UNUSED || s > PG_RELEASED) {
+                        bad++;
+                        continue;
+                }
+                nstate[s]++;
+                if (s == PG_OBJECTS)
+                        bad += check_page(pool, pfn, &w);
+        }
+        for (uint64_t pfn = pool->next_pfn; pfn < (uint64_t)pool->narenas * ARENA_PAGES;
+             pfn++)
+                if (*page_state(pool, (uint32_t)pfn) != PG_UNUSED)
+                        bad++;
+
+        /* Free-page stacks: right states, no duplicates, every free page on one. */
+        if (pool->nfaulted != nstate[PG_FAULTED] || pool->nfaulted > pool->reserve_target)
+                bad++;
+        if (pool->nreleased != nstate[PG_RELEASED])
+                bad++;
+        seen = calloc(pool->next_pfn, 1);
+        if (!seen)
+                return bad + 1;
+        for (uint32_t k = 0; k < pool->nfaulted + pool->nreleased; k++) {
+                bool faulted = k < pool->nfaulted;
+                uint32_t pfn =
+                    faulted ? pool->faulted[k] : pool->released[k - pool->nfaulted];
+
+                if (!pfn || pfn >= pool->next_pfn || seen[pfn] ||
+                    *page_state(pool, pfn) != (faulted ? PG_FAULTED : PG_RELEASED))
+                        bad++;
+                else
+                        seen[pfn] = 1;
+        }
+        free(seen);
+
+        /* Lists and bitmaps. */
+        for (unsigned i = 0; i < NLISTS; i++) {
+                bool bit = pool->l2[i / 64] >> (i % 64) & 1;
+
+                if (bit != (pool->head[i] != 0))
+                        bad++;
+                bad += check_list(pool, i, w.free_blocks, &listed);
+        }
+        for (unsigned k = 0; k < 64; k++) {
+                bool bit = pool->l1 >> k & 1;
+
+                if (bit != (k < NWORDS && pool->l2[k] != 0))
+                        bad++;
+        }
+        if (listed != w.free_blocks)
+                bad++;
+
+        /* Counters. */
+        if (pool->st.pages != nstate[PG_OBJECTS] + nstate[PG_WHOLE] ||
+            pool->st.pages > pool->max_pages)
+                bad++;
+        if (pool->st.whole_pages != nstate[PG_WHOLE])
+                bad++;
+        if (pool->st.objects != w.objects + nstate[PG_WHOLE])
+                bad++;
+        if (pool->st.block_bytes != w.block_bytes + nstate[PG_WHOLE] * XV_PAGE_SIZE)
+                bad++;
+        if (pool->st.reserve_pages != pool->nfaulted)
+                bad++;
+        return bad;
+}

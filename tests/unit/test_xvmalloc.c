@@ -1,0 +1,608 @@
+/* ramzswap: unit tests for the xvmalloc pool.
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * Every test gets a fresh pool (setup/teardown, or its own when it needs other
+ * limits). Block geometry is checked through handles (offsets), the pool's counters
+ * and xv_pool_check(); memory return through /proc/self/statm.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ramzswap/xvmalloc.h"
+
+#define OFF_MASK ((1u << XV_HANDLE_OFFSET_BITS) - 1u)
+#define MIB      (1024u * 1024u)
+
+static uint32_t handle_pfn(xv_handle h)
+{
+        return h >> XV_HANDLE_OFFSET_BITS;
+}
+
+/* Byte offset of the object in its page. */
+static uint32_t handle_off(xv_handle h)
+{
+        return (h & OFF_MASK) << 2;
+}
+
+static uint64_t splitmix(uint64_t *s)
+{
+        uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
+        z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+        z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+        return z ^ (z >> 31);
+}
+
+static uint64_t rss_bytes(void)
+{
+        unsigned long size = 0, resident = 0;
+        FILE *f = fopen("/proc/self/statm", "r");
+
+        assert_non_null(f);
+        assert_int_equal(fscanf(f, "%lu %lu", &size, &resident), 2);
+        fclose(f);
+        return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* A pattern that differs per object (tag) and per position. */
+static void fill(void *p, uint32_t size, uint32_t tag)
+{
+        uint8_t *b = p;
+        uint64_t w = tag * UINT64_C(0x9e3779b97f4a7c15) + 1;
+        uint32_t i = 0;
+
+        for (; i + 8 <= size; i += 8) {
+                memcpy(b + i, &w, 8);
+                w = w * 6364136223846793005u + 1442695040888963407u;
+        }
+        for (; i < size; i++)
+                b[i] = (uint8_t)(w >> (8 * (i & 7)));
+}
+
+static int verify(const void *p, uint32_t size, uint32_t tag)
+{
+        const uint8_t *b = p;
+        uint64_t w = tag * UINT64_C(0x9e3779b97f4a7c15) + 1;
+        uint32_t i = 0;
+
+        for (; i + 8 <= size; i += 8) {
+                if (memcmp(b + i, &w, 8) != 0)
+                        return 0;
+                w = w * 6364136223846793005u + 1442695040888963407u;
+        }
+        for (; i < size; i++)
+                if (b[i] != (uint8_t)(w >> (8 * (i & 7))))
+                        return 0;
+        return 1;
+}
+
+static struct xv_pool_stats stats(const struct xv_pool *pool)
+{
+        struct xv_pool_stats st;
+
+        xv_pool_get_stats(pool, &st);
+        return st;
+}
+
+static xv_handle must_alloc(struct xv_pool *pool, uint32_t size)
+{
+        xv_handle h = 0;
+
+        assert_int_equal(xv_malloc(pool, size, &h), 0);
+        assert_int_not_equal(h, 0);
+        return h;
+}
+
+static int setup(void **state)
+{
+        struct xv_pool *pool;
+
+        if (xv_pool_create(0, 0, &pool) != 0)
+                return -1;
+        *state = pool;
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        struct xv_pool *pool = *state;
+        unsigned bad = xv_pool_check(pool);
+
+        xv_pool_destroy(pool);
+        return bad ? -1 : 0;
+}
+
+static void test_create_args(void **state)
+{
+        struct xv_pool *pool = (struct xv_pool *)1;
+
+        (void)state;
+        assert_int_equal(xv_pool_create(4, 5, &pool), -EINVAL);
+        assert_null(pool);
+        assert_int_equal(xv_pool_create(0, XV_MAX_PAGES + 1, &pool), -EINVAL);
+        assert_null(pool);
+        assert_int_equal(xv_pool_create(4, 4, &pool), 0);
+        assert_non_null(pool);
+        assert_int_equal(stats(pool).reserve_pages, 4);
+        assert_int_equal(stats(pool).pages, 0);
+        assert_int_equal(xv_pool_check(pool), 0);
+        xv_pool_destroy(pool);
+        xv_pool_destroy(NULL);
+}
+
+static void test_handle_encoding(void **state)
+{
+        struct xv_pool *pool = *state;
+        xv_handle a = must_alloc(pool, 100), b = must_alloc(pool, 200), w = 0;
+        uint8_t *base;
+
+        assert_int_equal(xv_page_alloc(pool, &w), 0);
+        assert_int_not_equal(handle_pfn(a), 0);
+        assert_int_equal(handle_pfn(a), handle_pfn(b));
+        /* The first block starts the page, the object follows its header. */
+        assert_int_equal(handle_off(a), XV_HEADER_SIZE);
+        assert_int_equal(handle_off(b), 104 + XV_HEADER_SIZE);
+        base = xv_map(pool, a & ~OFF_MASK);
+        assert_int_equal((uintptr_t)base % XV_PAGE_SIZE, 0);
+        assert_ptr_equal(xv_map(pool, a), base + handle_off(a));
+        assert_ptr_equal(xv_map(pool, b), base + handle_off(b));
+        assert_ptr_equal(
+            xv_map(pool, handle_pfn(a) << XV_HANDLE_OFFSET_BITS | handle_off(b) / 4),
+            xv_map(pool, b));
+        /* Whole pages: offset 0, page-aligned, another page. */
+        assert_int_equal(handle_off(w), 0);
+        assert_int_not_equal(handle_pfn(w), 0);
+        assert_int_not_equal(handle_pfn(w), handle_pfn(a));
+        assert_int_equal((uintptr_t)xv_map(pool, w) % XV_PAGE_SIZE, 0);
+        /* The largest handle names the last page, as the header says. */
+        assert_int_equal((uint64_t)(UINT32_MAX >> XV_HANDLE_OFFSET_BITS), XV_MAX_PAGES);
+        xv_free(pool, a);
+        xv_free(pool, b);
+        xv_page_free(pool, w);
+        assert_int_equal(stats(pool).pages, 0);
+}
+
+static void test_invalid_sizes(void **state)
+{
+        struct xv_pool *pool = *state;
+        const uint32_t bad[] = {0, XV_MAX_ALLOC + 1, XV_PAGE_SIZE, UINT32_MAX};
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                xv_handle h = 123;
+                assert_int_equal(xv_malloc(pool, bad[i], &h), -EINVAL);
+                assert_int_equal(h, 0);
+        }
+        assert_int_equal(stats(pool).pages, 0);
+        assert_int_equal(stats(pool).objects, 0);
+}
+
+struct obj {
+        xv_handle h;
+        uint32_t size;
+        uint32_t tag;
+        uint8_t *p;
+};
+
+static int cmp_addr(const void *a, const void *b)
+{
+        const struct obj *x = a, *y = b;
+        return (x->p > y->p) - (x->p < y->p);
+}
+
+static void test_every_size(void **state)
+{
+        struct xv_pool *pool = *state;
+        struct obj *o = calloc(XV_MAX_ALLOC + 1, sizeof(*o));
+        uint64_t bytes = 0;
+
+        assert_non_null(o);
+        for (uint32_t s = 1; s <= XV_MAX_ALLOC; s++) {
+                o[s].h = must_alloc(pool, s);
+                o[s].size = s;
+                o[s].tag = s * 7919u;
+                o[s].p = xv_map(pool, o[s].h);
+                assert_int_equal((uintptr_t)o[s].p % 4, 0);
+                fill(o[s].p, s, o[s].tag);
+                bytes += s + 3 < 28 ? 32 : ((s + 3) & ~3u) + 4;
+        }
+        assert_int_equal(stats(pool).objects, XV_MAX_ALLOC);
+        assert_true(stats(pool).block_bytes >= bytes);
+        assert_int_equal(xv_pool_check(pool), 0);
+        for (uint32_t s = 1; s <= XV_MAX_ALLOC; s++)
+                assert_true(verify(o[s].p, s, o[s].tag));
+        /* Non-overlapping, and every object inside its own page. */
+        qsort(o + 1, XV_MAX_ALLOC, sizeof(*o), cmp_addr);
+        for (uint32_t k = 1; k <= XV_MAX_ALLOC; k++) {
+                assert_true(handle_off(o[k].h) + o[k].size <= XV_PAGE_SIZE);
+                if (k > 1)
+                        assert_true(o[k - 1].p + o[k - 1].size <= o[k].p);
+        }
+        for (uint32_t k = 1; k <= XV_MAX_ALLOC; k++)
+                xv_free(pool, o[k].h);
+        assert_int_equal(stats(pool).pages, 0);
+        assert_int_equal(stats(pool).objects, 0);
+        assert_int_equal(stats(pool).block_bytes, 0);
+        free(o);
+}
+
+/* Four objects whose blocks (1024 bytes each) tile one page exactly. */
+static void fill_page(struct xv_pool *pool, xv_handle h[4])
+{
+        for (int i = 0; i < 4; i++) {
+                h[i] = must_alloc(pool, 1020);
+                assert_int_equal(handle_off(h[i]), i * 1024 + XV_HEADER_SIZE);
+                assert_int_equal(handle_pfn(h[i]), handle_pfn(h[0]));
+        }
+        assert_int_equal(stats(pool).pages, 1);
+        assert_int_equal(stats(pool).block_bytes, XV_PAGE_SIZE);
+}
+
+static void test_exact_fit_and_split(void **state)
+{
+        struct xv_pool *pool = *state;
+        xv_handle h[4], x, y;
+
+        fill_page(pool, h);
+        xv_free(pool, h[1]);
+        assert_int_equal(xv_pool_check(pool), 0);
+        /* Exact fit: the hole is reused as it is. */
+        x = must_alloc(pool, 1020);
+        assert_int_equal(x, h[1]);
+        assert_int_equal(stats(pool).pages, 1);
+        assert_int_equal(xv_pool_check(pool), 0);
+        /* Split: a smaller object takes the front of the hole, the rest stays free
+         * and serves the next one. */
+        xv_free(pool, x);
+        x = must_alloc(pool, 500);
+        assert_int_equal(x, h[1]);
+        y = must_alloc(pool, 400);
+        assert_int_equal(handle_pfn(y), handle_pfn(h[0]));
+        assert_int_equal(handle_off(y), 1024 + 504 + XV_HEADER_SIZE);
+        assert_int_equal(stats(pool).pages, 1);
+        assert_int_equal(xv_pool_check(pool), 0);
+        /* 1024 - 504 - 404 = 116 bytes left: a 200-byte object needs a new page. */
+        x = must_alloc(pool, 200);
+        assert_int_equal(stats(pool).pages, 2);
+        assert_int_not_equal(handle_pfn(x), handle_pfn(h[0]));
+        assert_int_equal(xv_pool_check(pool), 0);
+}
+
+static void test_tail_absorbed(void **state)
+{
+        struct xv_pool *pool = *state;
+        /* A remainder under XV_MIN_BLOCK cannot be a block: it goes with the object. */
+        xv_handle a = must_alloc(pool, XV_PAGE_SIZE - 28 - XV_HEADER_SIZE);
+
+        assert_int_equal(stats(pool).block_bytes, XV_PAGE_SIZE);
+        xv_free(pool, a);
+        a = must_alloc(pool, XV_PAGE_SIZE - 32 - XV_HEADER_SIZE);
+        assert_int_equal(stats(pool).block_bytes, XV_PAGE_SIZE - 32);
+        assert_int_equal(xv_pool_check(pool), 0);
+        /* The 32-byte tail is a real block and serves a small object. */
+        xv_handle b = must_alloc(pool, 1);
+        assert_int_equal(handle_pfn(b), handle_pfn(a));
+        assert_int_equal(handle_off(b), XV_PAGE_SIZE - 32 + XV_HEADER_SIZE);
+        assert_int_equal(stats(pool).pages, 1);
+        xv_free(pool, a);
+        xv_free(pool, b);
+        assert_int_equal(stats(pool).pages, 0);
+}
+
+/* After frees that should merge [first, last] into one 1024*n-byte block, that
+ * block alone serves an object of its full size in the same page. */
+static void expect_merged(struct xv_pool *pool, xv_handle h[4], int first, int n)
+{
+        xv_handle x;
+
+        assert_int_equal(xv_pool_check(pool), 0);
+        x = must_alloc(pool, 1024u * (unsigned)n - XV_HEADER_SIZE);
+        assert_int_equal(x, h[first]);
+        assert_int_equal(stats(pool).pages, 1);
+        assert_int_equal(xv_pool_check(pool), 0);
+        xv_free(pool, x);
+}
+
+static void test_coalesce_prev(void **state)
+{
+        struct xv_pool *pool = *state;
+        xv_handle h[4];
+
+        fill_page(pool, h);
+        xv_free(pool, h[1]);
+        xv_free(pool, h[2]); /* merges with h[1] before it */
+        expect_merged(pool, h, 1, 2);
+}
+
+static void test_coalesce_next(void **state)
+{
+        struct xv_pool *pool = *state;
+        xv_handle h[4];
+
+        fill_page(pool, h);
+        xv_free(pool, h[2]);
+        xv_free(pool, h[1]); /* merges with h[2] after it */
+        expect_merged(pool, h, 1, 2);
+}
+
+static void test_coalesce_both(void **state)
+{
+        struct xv_pool *pool = *state;
+        xv_handle h[4];
+
+        fill_page(pool, h);
+        xv_free(pool, h[0]);
+        xv_free(pool, h[2]);
+        xv_free(pool, h[1]); /* merges with both */
+        expect_merged(pool, h, 0, 3);
+        /* And the last one empties the page, which leaves the pool. */
+        xv_free(pool, h[3]);
+        assert_int_equal(stats(pool).pages, 0);
+        assert_int_equal(stats(pool).objects, 0);
+        /* The emptied page is reused before a new one. */
+        fill_page(pool, h);
+        for (int i = 0; i < 4; i++)
+                xv_free(pool, h[i]);
+        assert_int_equal(stats(pool).pages, 0);
+}
+
+static void test_whole_pages(void **state)
+{
+        struct xv_pool *pool = *state;
+        xv_handle w[3], o;
+
+        o = must_alloc(pool, 10);
+        for (int i = 0; i < 3; i++) {
+                assert_int_equal(xv_page_alloc(pool, &w[i]), 0);
+                assert_int_equal(handle_off(w[i]), 0);
+                fill(xv_map(pool, w[i]), XV_PAGE_SIZE, 1000u + (unsigned)i);
+        }
+        fill(xv_map(pool, o), 10, 7);
+        assert_int_equal(stats(pool).pages, 4);
+        assert_int_equal(stats(pool).whole_pages, 3);
+        assert_int_equal(stats(pool).objects, 4);
+        assert_int_equal(xv_pool_check(pool), 0);
+        for (int i = 0; i < 3; i++)
+                assert_true(
+                    verify(xv_map(pool, w[i]), XV_PAGE_SIZE, 1000u + (unsigned)i));
+        assert_true(verify(xv_map(pool, o), 10, 7));
+        xv_page_free(pool, w[1]);
+        assert_int_equal(stats(pool).whole_pages, 2);
+        assert_int_equal(stats(pool).pages, 3);
+        assert_int_equal(xv_pool_check(pool), 0);
+        xv_page_free(pool, w[0]);
+        xv_page_free(pool, w[2]);
+        xv_free(pool, o);
+        assert_int_equal(stats(pool).pages, 0);
+        assert_int_equal(stats(pool).block_bytes, 0);
+}
+
+static void test_max_pages(void **state)
+{
+        struct xv_pool *pool;
+        xv_handle w[4], h, objs[64];
+        int n = 0, r;
+
+        (void)state;
+        assert_int_equal(xv_pool_create(4, 0, &pool), 0);
+        for (int i = 0; i < 4; i++)
+                assert_int_equal(xv_page_alloc(pool, &w[i]), 0);
+        h = 99;
+        assert_int_equal(xv_page_alloc(pool, &h), -ENOSPC);
+        assert_int_equal(h, 0);
+        h = 99;
+        assert_int_equal(xv_malloc(pool, 100, &h), -ENOSPC);
+        assert_int_equal(h, 0);
+        assert_int_equal(xv_pool_check(pool), 0);
+        /* Still works after: one page freed holds objects until it is full. */
+        xv_page_free(pool, w[3]);
+        while ((r = xv_malloc(pool, 1000, &h)) == 0) {
+                assert_true(n < 64);
+                objs[n++] = h;
+                fill(xv_map(pool, h), 1000, (uint32_t)n);
+        }
+        assert_int_equal(r, -ENOSPC);
+        assert_int_equal(n, 4);
+        assert_int_equal(stats(pool).pages, 4);
+        assert_int_equal(xv_pool_check(pool), 0);
+        for (int i = 0; i < n; i++)
+                assert_true(verify(xv_map(pool, objs[i]), 1000, (uint32_t)i + 1));
+        xv_free(pool, objs[0]);
+        assert_int_equal(xv_malloc(pool, 1000, &objs[0]), 0);
+        for (int i = 0; i < n; i++)
+                xv_free(pool, objs[i]);
+        for (int i = 0; i < 3; i++)
+                xv_page_free(pool, w[i]);
+        assert_int_equal(stats(pool).pages, 0);
+        assert_int_equal(xv_pool_check(pool), 0);
+        xv_pool_destroy(pool);
+}
+
+static void test_reserve(void **state)
+{
+        const uint32_t nres = 4096; /* 16 MiB */
+        struct xv_pool *pool;
+        xv_handle *w = calloc(nres + 100, sizeof(*w));
+        uint64_t rss0, rss1, rss2, rss3;
+
+        (void)state;
+        assert_non_null(w);
+        rss0 = rss_bytes();
+        assert_int_equal(xv_pool_create(0, nres, &pool), 0);
+        rss1 = rss_bytes();
+        assert_true(rss1 >= rss0 + (uint64_t)nres * XV_PAGE_SIZE * 9 / 10);
+        assert_int_equal(stats(pool).reserve_pages, nres);
+        assert_int_equal(stats(pool).pages, 0);
+
+        /* Allocations are served from the reserve: no new memory. */
+        for (uint32_t i = 0; i < nres; i++) {
+                assert_int_equal(xv_page_alloc(pool, &w[i]), 0);
+                memset(xv_map(pool, w[i]), 0xa5, XV_PAGE_SIZE);
+        }
+        rss2 = rss_bytes();
+        assert_true(rss2 < rss1 + 2 * MIB);
+        assert_int_equal(stats(pool).reserve_pages, 0);
+        assert_int_equal(xv_pool_check(pool), 0);
+
+        /* Past the reserve the pool grows; freeing refills the reserve first and
+         * gives back only what is beyond it. */
+        for (uint32_t i = nres; i < nres + 100; i++)
+                assert_int_equal(xv_page_alloc(pool, &w[i]), 0);
+        assert_int_equal(stats(pool).pages, nres + 100);
+        for (uint32_t i = 0; i < nres + 100; i++)
+                xv_page_free(pool, w[i]);
+        assert_int_equal(stats(pool).pages, 0);
+        assert_int_equal(stats(pool).reserve_pages, nres);
+        assert_int_equal(xv_pool_check(pool), 0);
+        rss3 = rss_bytes();
+        assert_true(rss3 >= rss0 + (uint64_t)nres * XV_PAGE_SIZE * 9 / 10);
+        xv_pool_destroy(pool);
+        free(w);
+}
+
+/* A compressed-page-like size: mostly 1-2.5 KiB, some small, some near a page,
+ * plus a uniform share; 0 means a whole page. */
+static uint32_t random_size(uint64_t *seed)
+{
+        uint64_t r = splitmix(seed);
+        unsigned pick = (unsigned)(r % 100);
+        uint32_t v = (uint32_t)(r >> 32);
+
+        if (pick < 5)
+                return 0;
+        if (pick < 55) /* sum of two uniforms: a hump around 1.6 KiB */
+                return 400 + v % 1200 + (v >> 16) % 1200;
+        if (pick < 70)
+                return 1 + v % 400;
+        if (pick < 80)
+                return 3000 + v % (XV_MAX_ALLOC - 3000 + 1);
+        return 1 + v % XV_MAX_ALLOC;
+}
+
+static void obj_alloc(struct xv_pool *pool, struct obj *o, uint32_t size, uint32_t tag)
+{
+        if (size == 0) {
+                assert_int_equal(xv_page_alloc(pool, &o->h), 0);
+                o->size = XV_PAGE_SIZE;
+        } else {
+                assert_int_equal(xv_malloc(pool, size, &o->h), 0);
+                o->size = size;
+        }
+        o->tag = tag;
+        fill(xv_map(pool, o->h), o->size, tag);
+}
+
+static void obj_free(struct xv_pool *pool, struct obj *o)
+{
+        assert_true(verify(xv_map(pool, o->h), o->size, o->tag));
+        if (o->size == XV_PAGE_SIZE)
+                xv_page_free(pool, o->h);
+        else
+                xv_free(pool, o->h);
+}
+
+static void test_random_sequence(void **state)
+{
+        enum { OPS = 1000000, MAXLIVE = 20000, CHECK_EVERY = 50000, PHASE = 125000 };
+        struct xv_pool *pool = *state;
+        struct obj *live = calloc(MAXLIVE, sizeof(*live));
+        uint64_t seed = 20090714, bytes = 0;
+        uint32_t n = 0, tag = 0;
+
+        assert_non_null(live);
+        for (uint32_t op = 1; op <= OPS; op++) {
+                /* Alternate growing and shrinking phases so pages fill, empty, go
+                 * back to the OS and are reused. */
+                unsigned alloc_pct = (op / PHASE) % 2 ? 35 : 65;
+                uint64_t r = splitmix(&seed);
+                int do_alloc = n == 0 || (n < MAXLIVE && r % 100 < alloc_pct);
+
+                if (do_alloc) {
+                        obj_alloc(pool, &live[n], random_size(&seed), ++tag);
+                        bytes += live[n].size;
+                        n++;
+                } else {
+                        uint32_t k = (uint32_t)((r >> 32) % n);
+                        obj_free(pool, &live[k]);
+                        bytes -= live[k].size;
+                        live[k] = live[--n];
+                }
+                if (op % CHECK_EVERY == 0) {
+                        struct xv_pool_stats st = stats(pool);
+                        assert_int_equal(xv_pool_check(pool), 0);
+                        assert_int_equal(st.objects, n);
+                        assert_true(st.block_bytes >= bytes);
+                        assert_true(st.pages * XV_PAGE_SIZE >= st.block_bytes);
+                }
+        }
+        assert_int_equal(xv_pool_check(pool), 0);
+        while (n)
+                obj_free(pool, &live[--n]);
+        assert_int_equal(stats(pool).pages, 0);
+        assert_int_equal(stats(pool).objects, 0);
+        assert_int_equal(stats(pool).block_bytes, 0);
+        assert_int_equal(xv_pool_check(pool), 0);
+        free(live);
+}
+
+static void test_rss_returns(void **state)
+{
+        enum { N = 40000 };
+        struct xv_pool *pool = *state;
+        struct obj *o = calloc(N, sizeof(*o));
+        uint64_t seed = 42, rss0, rss1, rss2;
+
+        assert_non_null(o);
+        rss0 = rss_bytes();
+        for (uint32_t i = 0; i < N; i++)
+                obj_alloc(pool, &o[i], 1200 + (uint32_t)(splitmix(&seed) % 800), i);
+        rss1 = rss_bytes();
+        assert_true(rss1 >= rss0 + 50 * MIB);
+        /* Free in random order so pages empty at random moments. */
+        for (uint32_t i = N; i > 1; i--) {
+                uint32_t k = (uint32_t)(splitmix(&seed) % i);
+                struct obj t = o[k];
+                o[k] = o[i - 1];
+                o[i - 1] = t;
+        }
+        for (uint32_t i = 0; i < N; i++)
+                obj_free(pool, &o[i]);
+        assert_int_equal(stats(pool).pages, 0);
+        assert_int_equal(xv_pool_check(pool), 0);
+        rss2 = rss_bytes();
+        print_message("rss: start %" PRIu64 " KiB, full %" PRIu64 " KiB, end %" PRIu64
+                      " KiB\n",
+                      rss0 / 1024, rss1 / 1024, rss2 / 1024);
+        assert_true(rss2 < rss0 + 4 * MIB);
+        free(o);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_create_args),
+            cmocka_unit_test_setup_teardown(test_handle_encoding, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_invalid_sizes, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_every_size, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_exact_fit_and_split, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_tail_absorbed, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_coalesce_prev, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_coalesce_next, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_coalesce_both, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_whole_pages, setup, teardown),
+            cmocka_unit_test(test_max_pages),
+            cmocka_unit_test(test_reserve),
+            cmocka_unit_test_setup_teardown(test_random_sequence, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_rss_returns, setup, teardown),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
