@@ -10,21 +10,42 @@
  * the LZO stream, so a later compactor can find the owner of any object it moves.
  * A raw object is a whole pool page holding the page as is.
  *
+ * Backing store: slot i's page lives at byte i * 4096 of the store, a fixed place,
+ * so a write there cannot put the new page beside the old one as the pool does.
+ * Instead every access to a slot's backing page -- the pwrite of a write, the pread
+ * of a read, the discard when the slot is trimmed or moves to the pool -- happens
+ * with that slot's lock held. A reader therefore sees the entry and the page either
+ * before a writer took the lock (old entry, old bytes untouched) or after it let go
+ * (new entry, all new bytes), never a half-written page. The write order stays "new
+ * first, then swap, then free old" wherever the old page is elsewhere: pool -> store
+ * writes the store page, then swaps the entry, both under the lock, and frees the
+ * pool object after it; store -> pool builds the pool object first, then swaps and
+ * discards the store page under the lock. Only store -> store overwrites in place:
+ * if that pwrite fails, the page may be half old, half new, so the entry becomes
+ * BACKING | LOST and reads fail with -EIO (never mixed data) until the slot is
+ * written or trimmed; a failed store write over any other entry keeps that entry.
+ * pwrite under a stripe lock delays only the slots sharing that stripe.
+ *
  * Counters: cumulative ones are bumped after the fact; the gauges (zero_pages,
- * same_pages, good/no_compress, pages_stored, compr_data_size) change only with the
- * slot lock held, so the +1 of a slot's new contents always lands before the -1 of
- * its replacement and no snapshot sees a gauge wrap below zero. pages_used,
- * pool_block_bytes and mem_used_max are copied from the pool under pool_lock after
- * every pool call, so reading them takes no lock.
+ * same_pages, good/no_compress, pages_stored, compr_data_size, backing_pages, where
+ * a lost store page still counts) change only with the slot lock held, so the +1
+ * of a slot's new contents always lands before the -1 of its replacement and no
+ * snapshot sees a gauge wrap below zero. pages_used, pool_block_bytes and
+ * mem_used_max are copied from the pool under pool_lock after every pool call, so
+ * reading them takes no lock.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
+#include "ramzswap/backing.h"
 #include "ramzswap/codec.h"
 #include "ramzswap/device.h"
 #include "ramzswap/swaphdr.h"
@@ -39,12 +60,15 @@
 #define PAGE            RZS_PAGE_SIZE
 #define OBJ_HEADER      sizeof(uint32_t) /* the slot index before the data */
 #define MAX_COMPRESSED  (PAGE / 4 * 3)   /* larger is stored raw */
+#define MAX_BACKING_CMP (PAGE / 2)       /* with a store, larger goes there */
 #define GOOD_COMPRESSED (PAGE / 2)       /* good_compress threshold */
 #define CACHELINE       64u
 
 _Static_assert(RZS_PAGE_SIZE == XV_PAGE_SIZE, "device and pool pages must agree");
 _Static_assert(RZS_PAGE_SIZE == RZS_CODEC_PAGE, "device and codec pages must agree");
 _Static_assert(RZS_PAGE_SIZE == RZS_SWAPHDR_PAGE, "the header is one device page");
+_Static_assert(RZS_PAGE_SIZE == RZS_BACKING_PAGE, "device and store pages must agree");
+_Static_assert(MAX_BACKING_CMP <= MAX_COMPRESSED, "the store takes only big pages");
 _Static_assert(MAX_COMPRESSED + OBJ_HEADER <= XV_MAX_ALLOC, "objects must fit the pool");
 _Static_assert(MAX_COMPRESSED <= RZS_ENTRY_MAX_SIZE, "sizes must fit an entry");
 
@@ -64,6 +88,9 @@ enum counter_id {
         C_PAGES_USED,     /* copied from the pool */
         C_PAGES_USED_MAX, /* highest C_PAGES_USED */
         C_BLOCK_BYTES,    /* copied from the pool */
+        C_BACKING_PAGES,
+        C_BDEV_READS,
+        C_BDEV_WRITES,
         C_COUNT
 };
 
@@ -86,6 +113,9 @@ struct rzs_device {
         uint64_t memlimit;
         const struct rzs_codec *codec;
         struct rzs_table *table;
+        struct rzs_backing *backing; /* NULL without a backing store */
+        uint32_t max_compressed;     /* larger compressed pages are raw or go to
+                                      * the backing store */
 
         pthread_mutex_t pool_lock;
         struct xv_pool *pool;
@@ -231,52 +261,137 @@ static void ws_destroy(struct rzs_device *dev)
 
 /* ---- create / destroy ---- */
 
-static int check_config(const struct rzs_config *cfg, uint64_t size)
+/* Explain a failure into msg (may be NULL), printf-style. */
+__attribute__((format(printf, 3, 4))) static void explain(char *msg, size_t msglen,
+                                                          const char *fmt, ...)
 {
-        if (size == 0 || size / PAGE - 1 > UINT32_MAX)
-                return -EINVAL; /* the object header holds a 32-bit slot index */
-        if (cfg->memlimit != 0 && (cfg->memlimit < PAGE || cfg->memlimit > size))
+        va_list ap;
+
+        if (msg == NULL || msglen == 0)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(msg, msglen, fmt, ap);
+        va_end(ap);
+}
+
+/* Check cfg for a device of size bytes (backing_size: the store's, 0 without one). */
+static int check_config(const struct rzs_config *cfg, uint64_t size,
+                        uint64_t backing_size, char *msg, size_t msglen)
+{
+        if (size == 0 || size / PAGE - 1 > UINT32_MAX) {
+                /* the object header holds a 32-bit slot index */
+                explain(msg, msglen,
+                        "disksize (%" PRIu64 " bytes) must be 1 to 2^32 pages",
+                        cfg->disksize);
                 return -EINVAL;
-        if (cfg->memlimit != 0 && cfg->reserve > cfg->memlimit)
+        }
+        if (backing_size != 0 && size > backing_size) {
+                explain(msg, msglen,
+                        "disksize (%" PRIu64
+                        " bytes) is larger than the backing store %s "
+                        "(%" PRIu64 " bytes)",
+                        size, cfg->backing, backing_size);
                 return -EINVAL;
-        if (cfg->workspaces > MAX_WORKSPACES)
+        }
+        if (cfg->memlimit != 0 && (cfg->memlimit < PAGE || cfg->memlimit > size)) {
+                explain(msg, msglen,
+                        "memlimit (%" PRIu64 " bytes) must be from one page to disksize "
+                        "(%" PRIu64 " bytes)",
+                        cfg->memlimit, size);
                 return -EINVAL;
+        }
+        if (cfg->memlimit != 0 && cfg->reserve > cfg->memlimit) {
+                explain(msg, msglen,
+                        "reserve (%" PRIu64 " bytes) is larger than memlimit (%" PRIu64
+                        " bytes)",
+                        cfg->reserve, cfg->memlimit);
+                return -EINVAL;
+        }
+        if (cfg->workspaces > MAX_WORKSPACES) {
+                explain(msg, msglen, "workspaces (%u) is more than %u", cfg->workspaces,
+                        MAX_WORKSPACES);
+                return -EINVAL;
+        }
         return 0;
 }
 
 int rzs_device_create(const struct rzs_config *cfg, struct rzs_device **out)
 {
+        return rzs_device_create_msg(cfg, out, NULL, 0);
+}
+
+/* Open and check the store named in cfg, before anything is written anywhere. */
+static int open_backing(const struct rzs_config *cfg, struct rzs_backing **b, char *msg,
+                        size_t msglen)
+{
+        char why[256];
+        int r;
+
+        *b = NULL;
+        if (cfg->backing == NULL)
+                return 0;
+        r = rzs_backing_open(cfg->backing, cfg->backing_force, b, why, sizeof(why));
+        if (r < 0)
+                explain(msg, msglen, "backing store %s %s", cfg->backing, why);
+        return r;
+}
+
+int rzs_device_create_msg(const struct rzs_config *cfg, struct rzs_device **out,
+                          char *msg, size_t msglen)
+{
         uint64_t size = cfg->disksize / PAGE * PAGE;
         uint64_t max_pages = cfg->memlimit / PAGE;
+        uint64_t backing_size = 0;
+        struct rzs_backing *backing;
         uint8_t uuid[16];
         struct rzs_device *dev;
         int r;
 
         *out = NULL;
-        r = check_config(cfg, size);
+        explain(msg, msglen, "%s", "");
+        r = open_backing(cfg, &backing, msg, msglen);
         if (r < 0)
                 return r;
+        if (backing != NULL) {
+                backing_size = rzs_backing_size(backing);
+                if (size == 0)
+                        size = backing_size;
+        }
+        r = check_config(cfg, size, backing_size, msg, msglen);
+        if (r < 0) {
+                rzs_backing_close(backing);
+                return r;
+        }
         if (max_pages > XV_MAX_PAGES)
                 max_pages = XV_MAX_PAGES;
 
         dev = aligned_alloc(CACHELINE,
                             (sizeof(*dev) + CACHELINE - 1) / CACHELINE * CACHELINE);
-        if (dev == NULL)
+        if (dev == NULL) {
+                rzs_backing_close(backing);
+                explain(msg, msglen, "out of memory");
                 return -ENOMEM;
+        }
         memset(dev, 0, sizeof(*dev));
         dev->size = size;
         dev->pages = size / PAGE;
         dev->memlimit = cfg->memlimit;
+        dev->backing = backing;
+        dev->max_compressed = backing != NULL ? MAX_BACKING_CMP : MAX_COMPRESSED;
         pthread_mutex_init(&dev->pool_lock, NULL);
 
         r = rzs_codec_find(cfg->compressor, &dev->codec);
         if (r < 0) {
                 r = r == -ENOENT ? -EINVAL : r;
+                explain(msg, msglen, "unknown compressor %s", cfg->compressor);
                 goto err;
         }
         r = rzs_swaphdr_random_uuid(uuid);
-        if (r < 0)
+        if (r < 0) {
+                explain(msg, msglen, "no random UUID for the swap header: %s",
+                        strerror(-r));
                 goto err;
+        }
         rzs_swaphdr_build(dev->header, dev->pages, uuid);
         dev->header_live = true;
 
@@ -293,6 +408,8 @@ int rzs_device_create(const struct rzs_config *cfg, struct rzs_device **out)
         return 0;
 
 err:
+        if (msg != NULL && msglen > 0 && msg[0] == '\0')
+                explain(msg, msglen, "cannot build the device: %s", strerror(-r));
         rzs_device_destroy(dev);
         return r;
 }
@@ -304,6 +421,7 @@ void rzs_device_destroy(struct rzs_device *dev)
         ws_destroy(dev);
         xv_pool_destroy(dev->pool);
         rzs_table_destroy(dev->table);
+        rzs_backing_close(dev->backing);
         pthread_mutex_destroy(&dev->pool_lock);
         free(dev);
 }
@@ -356,6 +474,10 @@ static void account(struct rzs_device *dev, rzs_entry e, int sign)
                 count(dev, rzs_entry_pattern(e) == 0 ? C_ZERO_PAGES : C_SAME_PAGES, sign);
                 return;
         }
+        if (rzs_entry_is_backing(e)) {
+                count(dev, C_BACKING_PAGES, sign);
+                return;
+        }
         count(dev, C_PAGES_STORED, sign);
         if (rzs_entry_is_raw(e)) {
                 count(dev, C_NO_COMPRESS, sign);
@@ -367,25 +489,65 @@ static void account(struct rzs_device *dev, rzs_entry e, int sign)
                 count(dev, C_GOOD_COMPRESS, sign);
 }
 
-/* Put e into slot and free what it replaces. Returns the replaced entry's state
- * for the caller's counting (true when it held a page). */
+/* Swap e into slot, whose lock the caller holds, and count it; returns the old
+ * entry. */
+static rzs_entry swap_locked(struct rzs_device *dev, uint64_t slot, rzs_entry e)
+{
+        rzs_entry old = rzs_table_swap(dev->table, slot, e);
+
+        if (slot == 0)
+                dev->header_live = false;
+        account(dev, e, +1);
+        account(dev, old, -1);
+        return old;
+}
+
+/* Put e (not a backing entry) into slot and free what it replaces: a backing page
+ * is discarded under the slot lock (a later write to the slot must not race with
+ * the discard), a pool object freed after it. Returns true when the replaced entry
+ * held a page, for the caller's counting. */
 static bool publish(struct rzs_device *dev, uint64_t slot, rzs_entry e)
 {
         rzs_entry old;
 
         rzs_table_lock(dev->table, slot);
-        old = rzs_table_swap(dev->table, slot, e);
-        if (slot == 0)
-                dev->header_live = false;
-        account(dev, e, +1);
-        account(dev, old, -1);
+        old = swap_locked(dev, slot, e);
+        if (rzs_entry_is_backing(old))
+                rzs_backing_discard(dev->backing, slot, 1); /* best effort */
         rzs_table_unlock(dev->table, slot);
         pool_release(dev, old);
         return !rzs_entry_is_empty(old);
 }
 
+/* Write src to slot's page in the backing store and point the slot there. The
+ * pwrite runs under the slot lock: see "Backing store" at the top. Returns 0 or
+ * -EIO. */
+static int publish_backing(struct rzs_device *dev, uint64_t slot,
+                           const unsigned char *src)
+{
+        rzs_entry old;
+        int r;
+
+        rzs_table_lock(dev->table, slot);
+        r = rzs_backing_write(dev->backing, slot, src);
+        if (r < 0) {
+                /* Over an old store page the bytes are now unknown; anything else
+                 * still holds the old page untouched. */
+                if (rzs_entry_is_backing(rzs_table_get(dev->table, slot)))
+                        swap_locked(dev, slot, rzs_entry_backing(true));
+                rzs_table_unlock(dev->table, slot);
+                return -EIO;
+        }
+        old = swap_locked(dev, slot, rzs_entry_backing(false));
+        rzs_table_unlock(dev->table, slot);
+        count(dev, C_BDEV_WRITES, 1);
+        pool_release(dev, old);
+        return 0;
+}
+
 /* Compress src and store it in a new pool object; *e describes it. No lock is held
- * on entry or exit. Returns 0, -ENOSPC or -EIO (the compressor failed). */
+ * on entry or exit. Returns 0, -ENOSPC, -EIO (the compressor failed) or, with a
+ * backing store, -E2BIG: too big for the pool, the page belongs in the store. */
 static int store_object(struct rzs_device *dev, uint64_t slot, const unsigned char *src,
                         rzs_entry *e)
 {
@@ -398,7 +560,11 @@ static int store_object(struct rzs_device *dev, uint64_t slot, const unsigned ch
         r = dev->codec->compress(src, w->out, &clen, w->wrkmem);
         if (r < 0)
                 goto out;
-        if (clen > MAX_COMPRESSED) {
+        if (clen > dev->max_compressed && dev->backing != NULL) {
+                r = -E2BIG;
+                goto out;
+        }
+        if (clen > dev->max_compressed) {
                 ws_put(w);
                 r = pool_alloc(dev, true, PAGE, &h);
                 if (r < 0)
@@ -431,6 +597,9 @@ static int write_page(struct rzs_device *dev, uint64_t slot, const unsigned char
         } else {
                 int r = store_object(dev, slot, src, &e);
 
+                /* Too big, or the pool is full: the store takes it. */
+                if ((r == -E2BIG || r == -ENOSPC) && dev->backing != NULL)
+                        return publish_backing(dev, slot, src);
                 if (r < 0)
                         return r;
         }
@@ -452,6 +621,12 @@ static int read_page(struct rzs_device *dev, uint64_t slot, unsigned char *dst)
                         memset(dst, 0, PAGE);
         } else if (rzs_entry_is_same(e)) {
                 page_fill(dst, rzs_entry_pattern(e));
+        } else if (rzs_entry_is_lost(e)) {
+                r = -EIO;
+        } else if (rzs_entry_is_backing(e)) {
+                r = rzs_backing_read(dev->backing, slot, dst);
+                if (r == 0)
+                        count(dev, C_BDEV_READS, 1);
         } else if (rzs_entry_is_raw(e)) {
                 memcpy(dst, xv_map(dev->pool, rzs_entry_handle(e)), PAGE);
         } else {
@@ -577,6 +752,9 @@ void rzs_device_get_stats(const struct rzs_device *dev, struct rzs_stats *out)
         out->mem_used_total = out->pages_used * PAGE;
         out->mem_used_max = counter(dev, C_PAGES_USED_MAX) * PAGE;
         out->pool_block_bytes = counter(dev, C_BLOCK_BYTES);
+        out->bdev_num_reads = counter(dev, C_BDEV_READS);
+        out->bdev_num_writes = counter(dev, C_BDEV_WRITES);
+        out->backing_pages = counter(dev, C_BACKING_PAGES);
 }
 
 /* ---- consistency check ---- */
@@ -613,6 +791,7 @@ static unsigned duplicate_handles(const struct rzs_device *dev, uint64_t objects
 unsigned rzs_device_check(struct rzs_device *dev)
 {
         uint64_t zero = 0, same = 0, stored = 0, raw = 0, good = 0, compr = 0;
+        uint64_t backing = 0;
         struct xv_pool_stats ps;
         unsigned bad = rzs_table_check(dev->table);
 
@@ -626,6 +805,11 @@ unsigned rzs_device_check(struct rzs_device *dev)
                         same += rzs_entry_pattern(e) != 0;
                         continue;
                 }
+                if (rzs_entry_is_backing(e)) {
+                        backing++;
+                        bad += dev->backing == NULL;
+                        continue;
+                }
                 stored++;
                 if (rzs_entry_is_raw(e)) {
                         raw++;
@@ -634,7 +818,7 @@ unsigned rzs_device_check(struct rzs_device *dev)
                 }
                 compr += rzs_entry_size(e);
                 good += rzs_entry_size(e) <= GOOD_COMPRESSED;
-                bad += rzs_entry_size(e) > MAX_COMPRESSED;
+                bad += rzs_entry_size(e) > dev->max_compressed;
                 bad += load_u32(xv_map(dev->pool, rzs_entry_handle(e))) != s;
         }
         if (dev->header_live && !rzs_entry_is_empty(rzs_table_get(dev->table, 0)))
@@ -645,6 +829,10 @@ unsigned rzs_device_check(struct rzs_device *dev)
         bad += raw != counter(dev, C_NO_COMPRESS);
         bad += good != counter(dev, C_GOOD_COMPRESS);
         bad += compr != counter(dev, C_COMPR_DATA_SIZE);
+        bad += backing != counter(dev, C_BACKING_PAGES);
+        /* With a store, big pages go there: the pool holds no raw pages. */
+        bad += dev->backing != NULL && raw != 0;
+        bad += dev->backing != NULL && dev->size > rzs_backing_size(dev->backing);
         bad += duplicate_handles(dev, stored);
 
         pthread_mutex_lock(&dev->pool_lock);

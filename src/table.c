@@ -105,15 +105,17 @@ rzs_entry rzs_table_swap(struct rzs_table *t, uint64_t slot, rzs_entry e)
 
 static bool entry_sound(rzs_entry e)
 {
-        const rzs_entry known = RZS_ENTRY_SAME | RZS_ENTRY_RAW | RZS_ENTRY_BACKING |
-                                (uint64_t)RZS_ENTRY_MAX_SIZE << RZS_ENTRY_SIZE_SHIFT |
-                                UINT32_MAX;
+        const rzs_entry known =
+            RZS_ENTRY_SAME | RZS_ENTRY_RAW | RZS_ENTRY_BACKING | RZS_ENTRY_LOST |
+            (uint64_t)RZS_ENTRY_MAX_SIZE << RZS_ENTRY_SIZE_SHIFT | UINT32_MAX;
 
         if (e & ~known)
                 return false;
-        /* Reserved: a backing-store page needs no handle, it lives at slot * 4096. */
+        /* A backing-store page needs no handle: it lives at slot * 4096. */
         if (e & RZS_ENTRY_BACKING)
-                return e == RZS_ENTRY_BACKING;
+                return (e & ~RZS_ENTRY_LOST) == RZS_ENTRY_BACKING;
+        if (e & RZS_ENTRY_LOST)
+                return false;
         if (rzs_entry_is_empty(e) || rzs_entry_is_same(e))
                 return rzs_entry_size(e) == 0 && !rzs_entry_is_raw(e);
         if (rzs_entry_handle(e) == 0)

@@ -18,14 +18,26 @@
  * is freed, so a failed write leaves the old contents readable. Past memlimit a write
  * fails with -ENOSPC.
  *
+ * Backing store (optional, cfg->backing): a file or block device; slot i lives at
+ * byte i * 4096 there. Pages that compress to more than 1/2 page, and pages the pool
+ * refuses (memlimit reached or no memory), are written there instead (no raw pool
+ * pages then). disksize defaults to the store's size and may not exceed it. Errors
+ * of the store are -EIO on that request, counted as failed reads/writes. A failed
+ * write to a slot whose old page was already in the store leaves that page
+ * unknown: the slot then reads as -EIO until it is rewritten or trimmed (any
+ * other failed write keeps the old contents, as above).
+ *
  * Locking (order): slot lock -> pool lock. Slot locks are striped or per entry; the
  * pool lock guards the allocator only; (de)compression runs under neither the pool
- * lock nor any lock but the slot's own when reading. Counters are atomics.
+ * lock nor any lock but the slot's own when reading. A slot's backing-store page is
+ * read, written and discarded only under that slot's lock. Counters are atomics.
  * All functions are thread-safe unless stated otherwise.
  */
 #ifndef RAMZSWAP_DEVICE_H
 #define RAMZSWAP_DEVICE_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define RZS_PAGE_SIZE 4096u
@@ -39,49 +51,64 @@ struct rzs_config {
         const char *compressor; /* "lzo" (NULL means "lzo") */
         unsigned workspaces;    /* per-thread (de)compression buffers made at create;
                                  * 0 = a default sized for the plugin's threads */
+        const char *backing;    /* backing store path (file or block device); NULL =
+                                 * none. disksize 0 = the store's size */
+        bool backing_force;     /* use the store even if it holds other data */
 };
 
 /* One consistent-enough snapshot of the counters (each field read atomically).
  * Cumulative counters only grow; the others describe the device now. */
 struct rzs_stats {
-        uint64_t disksize;        /* DiskSize, bytes */
-        uint64_t memlimit;        /* MemLimit, bytes (0 = none) */
-        uint64_t num_reads;       /* NumReads: pages read successfully (cumulative) */
-        uint64_t num_writes;      /* NumWrites: pages written successfully (cumul.) */
-        uint64_t failed_reads;    /* FailedReads: read requests that failed */
-        uint64_t failed_writes;   /* FailedWrites: write requests that failed */
-        uint64_t invalid_io;      /* InvalidIO: misaligned or out-of-range requests */
-        uint64_t pages_discard;   /* PagesDiscard: pages trimmed or zeroed that held
-                                   * data (cumulative; trimming an empty slot or the
-                                   * unwritten header of slot 0 does not count) */
-        uint64_t zero_pages;      /* ZeroPages: slots now holding an all-zero page
-                                   * written as data (not never-written slots) */
-        uint64_t same_pages;      /* SameFilled: slots now holding a non-zero
-                                   * repeated 32-bit word */
-        uint64_t good_compress;   /* stored slots compressed to <= 1/2 page (now) */
-        uint64_t no_compress;     /* stored slots kept raw, incompressible (now) */
-        uint64_t pages_stored;    /* PagesStored: slots with an object in the pool */
-        uint64_t pages_used;      /* PagesUsed: pool pages holding data */
-        uint64_t orig_data_size;  /* OrigDataSize: pages_stored * 4096, bytes */
-        uint64_t compr_data_size; /* ComprDataSize: bytes of stored objects as
-                                   * compressed (raw slots count 4096) */
-        uint64_t mem_used_total;  /* MemUsedTotal: pool pages * 4096, bytes */
-        uint64_t mem_used_max;    /* MemUsedMax: highest mem_used_total seen */
+        uint64_t disksize;         /* DiskSize, bytes */
+        uint64_t memlimit;         /* MemLimit, bytes (0 = none) */
+        uint64_t num_reads;        /* NumReads: pages read successfully (cumulative) */
+        uint64_t num_writes;       /* NumWrites: pages written successfully (cumul.) */
+        uint64_t failed_reads;     /* FailedReads: read requests that failed */
+        uint64_t failed_writes;    /* FailedWrites: write requests that failed */
+        uint64_t invalid_io;       /* InvalidIO: misaligned or out-of-range requests */
+        uint64_t pages_discard;    /* PagesDiscard: pages trimmed or zeroed that held
+                                    * data (cumulative; trimming an empty slot or the
+                                    * unwritten header of slot 0 does not count) */
+        uint64_t zero_pages;       /* ZeroPages: slots now holding an all-zero page
+                                    * written as data (not never-written slots) */
+        uint64_t same_pages;       /* SameFilled: slots now holding a non-zero
+                                    * repeated 32-bit word */
+        uint64_t good_compress;    /* stored slots compressed to <= 1/2 page (now) */
+        uint64_t no_compress;      /* stored slots kept raw, incompressible (now) */
+        uint64_t pages_stored;     /* PagesStored: slots with an object in the pool */
+        uint64_t pages_used;       /* PagesUsed: pool pages holding data */
+        uint64_t orig_data_size;   /* OrigDataSize: pages_stored * 4096, bytes */
+        uint64_t compr_data_size;  /* ComprDataSize: bytes of stored objects as
+                                    * compressed (raw slots count 4096) */
+        uint64_t mem_used_total;   /* MemUsedTotal: pool pages * 4096, bytes */
+        uint64_t mem_used_max;     /* MemUsedMax: highest mem_used_total seen */
         uint64_t pool_block_bytes; /* bytes in allocated pool blocks, headers
                                     * included (fragmentation = mem_used_total /
                                     * compr_data_size) */
-        uint64_t bdev_num_reads;  /* BDevNumReads: backing-store page reads */
-        uint64_t bdev_num_writes; /* BDevNumWrites: backing-store page writes */
+        uint64_t bdev_num_reads;   /* BDevNumReads: backing-store page reads */
+        uint64_t bdev_num_writes;  /* BDevNumWrites: backing-store page writes */
+        uint64_t backing_pages;    /* BackingPages: slots now in the backing store
+                                    * (not in pages_stored, good/no_compress,
+                                    * orig/compr_data_size, which describe the pool) */
 };
 
 /* Build a device. Returns 0 and *out, or -EINVAL (bad config: zero or sub-page
  * disksize, more than 2^32 pages, memlimit > disksize or below one page, reserve >
- * memlimit, unknown compressor, workspaces > 4096), -ENOMEM. *out is NULL on
- * failure. memlimit caps the pool's data pages at memlimit / 4096 (rounded down);
- * reserve pages (reserve / 4096, rounded down) are faulted in here. The page table
- * and all workspaces are allocated and faulted in here too, so I/O takes memory
- * from the OS only for pool pages past the reserve. */
+ * memlimit, unknown compressor, workspaces > 4096, disksize larger than the backing
+ * store), -ENOMEM, or an error of rzs_backing_open() (-ENOENT, -EBUSY, -EEXIST for
+ * a store holding other data ...). *out is NULL on failure. memlimit caps the pool's
+ * data pages at memlimit / 4096 (rounded down); reserve pages (reserve / 4096,
+ * rounded down) are faulted in here. The page table and all workspaces are
+ * allocated and faulted in here too, so I/O takes memory from the OS only for pool
+ * pages past the reserve. The backing store is opened and checked here, before
+ * any write to it. */
 int rzs_device_create(const struct rzs_config *cfg, struct rzs_device **out);
+
+/* rzs_device_create() that also explains a failure: msg (msglen bytes, may be NULL)
+ * receives one sentence without a final period, e.g. "backing store /dev/sdb1 holds
+ * an ext2/3/4 file system (magic 0xEF53 at byte 1080)"; it is "" on success. */
+int rzs_device_create_msg(const struct rzs_config *cfg, struct rzs_device **out,
+                          char *msg, size_t msglen);
 
 /* Free everything. No I/O may be running. NULL is allowed. */
 void rzs_device_destroy(struct rzs_device *dev);
@@ -91,13 +118,13 @@ uint64_t rzs_device_size(const struct rzs_device *dev);
 
 /* Page-aligned I/O of len bytes at off. Return 0 or a negative errno:
  * -EINVAL misaligned or out of range (counted as invalid I/O), -ENOSPC memory limit
- * or pool exhausted on write (the slot keeps its old contents), -EIO corrupt data on
- * read (counted as a failed read; the buffer must not be trusted).
+ * or pool exhausted on write without a backing store (the slot keeps its old
+ * contents), -EIO corrupt data on read or a backing store error (counted as a failed
+ * read or write; a read's buffer must not be trusted).
  * A multi-page write that fails part way leaves the pages before the failure
  * written and the rest untouched. */
 int rzs_device_read(struct rzs_device *dev, void *buf, uint64_t len, uint64_t off);
-int rzs_device_write(struct rzs_device *dev, const void *buf, uint64_t len,
-                     uint64_t off);
+int rzs_device_write(struct rzs_device *dev, const void *buf, uint64_t len, uint64_t off);
 /* Free the pages: they read as zeros afterwards (slot 0 included). */
 int rzs_device_trim(struct rzs_device *dev, uint64_t len, uint64_t off);
 /* Make the pages read as zeros; memory is freed as by trim. A zeroed slot is an
@@ -111,8 +138,8 @@ void rzs_device_count_invalid(struct rzs_device *dev);
 void rzs_device_get_stats(const struct rzs_device *dev, struct rzs_stats *out);
 
 /* Verify the device's invariants (table against counters, every handle live in the
- * pool, pool check). Returns the number of violations; 0 is sound. Not thread-safe:
- * no I/O may be running. For tests. */
+ * pool, pool check, backing entries only with a backing store). Returns the number of
+ * violations; 0 is sound. Not thread-safe: no I/O may be running. For tests. */
 unsigned rzs_device_check(struct rzs_device *dev);
 
 #endif /* RAMZSWAP_DEVICE_H */

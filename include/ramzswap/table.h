@@ -9,12 +9,17 @@
  *   bits 32..44  compressed size in bytes (0 for SAME and RAW entries)
  *   bit  48      SAME    the page is one 32-bit word repeated (zero included)
  *   bit  49      RAW     the page is stored uncompressed in a whole pool page
- *   bit  50      BACKING reserved: the page lives in the backing store
+ *   bit  50      BACKING the page lives in the backing store, at byte slot * 4096
+ *   bit  51      LOST    with BACKING only: a write to that backing page failed part
+ *                        way, so it holds neither the old page nor the new one; the
+ *                        slot reads as an I/O error until rewritten or trimmed
  * The word 0 is the empty entry: no flags, no handle (0 is never a valid handle).
  * So a zeroed table is a valid empty table.
  *
  * Invariants: SAME and RAW are never both set; a SAME entry has no handle of its
- * own; a non-SAME, non-empty entry holds a non-zero handle; RAW entries have size 0.
+ * own; a non-SAME, non-empty, non-BACKING entry holds a non-zero handle; RAW entries
+ * have size 0; a BACKING entry is BACKING alone or BACKING | LOST (no handle: its
+ * place in the store is the slot's index).
  *
  * Locking: slot locks are striped: slot i is guarded by mutex i % stripes, so
  * neighbouring slots of one multi-page request use different mutexes and no lock
@@ -37,6 +42,7 @@ typedef uint64_t rzs_entry;
 #define RZS_ENTRY_SAME       (UINT64_C(1) << 48)
 #define RZS_ENTRY_RAW        (UINT64_C(1) << 49)
 #define RZS_ENTRY_BACKING    (UINT64_C(1) << 50)
+#define RZS_ENTRY_LOST       (UINT64_C(1) << 51)
 /* Largest compressed size an entry can record. */
 #define RZS_ENTRY_MAX_SIZE ((UINT32_C(1) << RZS_ENTRY_SIZE_BITS) - 1)
 
@@ -62,6 +68,12 @@ static inline rzs_entry rzs_entry_raw(uint32_t handle)
         return RZS_ENTRY_RAW | handle;
 }
 
+/* An entry for a page in the backing store; lost when its last write failed. */
+static inline rzs_entry rzs_entry_backing(bool lost)
+{
+        return RZS_ENTRY_BACKING | (lost ? RZS_ENTRY_LOST : 0);
+}
+
 static inline bool rzs_entry_is_empty(rzs_entry e)
 {
         return e == 0;
@@ -77,10 +89,21 @@ static inline bool rzs_entry_is_raw(rzs_entry e)
         return (e & RZS_ENTRY_RAW) != 0;
 }
 
+static inline bool rzs_entry_is_backing(rzs_entry e)
+{
+        return (e & RZS_ENTRY_BACKING) != 0;
+}
+
+static inline bool rzs_entry_is_lost(rzs_entry e)
+{
+        return (e & RZS_ENTRY_LOST) != 0;
+}
+
 /* True when the entry owns an allocator object (compressed or raw). */
 static inline bool rzs_entry_has_object(rzs_entry e)
 {
-        return !rzs_entry_is_empty(e) && !rzs_entry_is_same(e);
+        return !rzs_entry_is_empty(e) && !rzs_entry_is_same(e) &&
+               !rzs_entry_is_backing(e);
 }
 
 static inline uint32_t rzs_entry_handle(rzs_entry e)
