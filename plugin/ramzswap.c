@@ -2,27 +2,38 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  *
  * Config flows one way: .config fills `params` and rejects unknown or repeated keys,
- * .config_complete applies defaults and validates with overflow-checked arithmetic,
- * .get_ready builds the one device every connection shares, .cleanup destroys it.
+ * .config_complete applies defaults and validates with overflow-checked arithmetic
+ * (and sizes up the backing store), .get_ready builds the one device every
+ * connection shares, checks that memory may be locked and binds the stats socket
+ * (errors there are still visible to the user), .after_fork locks memory, drops
+ * capabilities and starts the stats thread (none of these survive nbdkit's fork),
+ * .cleanup tears down the stats server and then the device.
  * Each data callback is one call into the device (include/ramzswap/device.h), which
  * checks alignment and counts refused requests itself; the plugin turns a negative
  * errno into one nbdkit_error and nbdkit_set_error.
  *
  * The device is thread-safe, so the thread model is fully parallel. The globals below
- * are written only before serving starts (config, get_ready) and after it ends.
+ * are written only before serving starts (config, get_ready, after_fork, the last
+ * before the stats thread exists) and after it ends.
  */
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include "ramzswap/backing.h"
 #include "ramzswap/device.h"
+#include "ramzswap/harden.h"
+#include "ramzswap/stats_server.h"
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
 
@@ -47,28 +58,46 @@ enum param_key {
         KEY_MEMLIMIT,
         KEY_RESERVE,
         KEY_COMPRESSOR,
-        /* stats=, mlock= and backing= go here (with their fields below) once the
-         * stats server, memory locking and the backing store are wired in. */
+        KEY_STATS,
+        KEY_MLOCK,
+        KEY_BACKING,
+        KEY_BACKING_FORCE,
         KEY_COUNT
 };
 
 static const char *const key_names[KEY_COUNT] = {
-    [KEY_DISKSIZE] = "disksize",
-    [KEY_MEMLIMIT] = "memlimit",
-    [KEY_RESERVE] = "reserve",
-    [KEY_COMPRESSOR] = "compressor",
+    [KEY_DISKSIZE] = "disksize", [KEY_MEMLIMIT] = "memlimit",
+    [KEY_RESERVE] = "reserve",   [KEY_COMPRESSOR] = "compressor",
+    [KEY_STATS] = "stats",       [KEY_MLOCK] = "mlock",
+    [KEY_BACKING] = "backing",   [KEY_BACKING_FORCE] = "backing-force",
 };
 
 static struct {
-        unsigned seen;          /* bit per enum param_key */
-        uint64_t disksize;      /* bytes; default 25% of RAM */
-        uint64_t memlimit;      /* bytes; default min(15% of RAM, disksize) */
-        uint64_t reserve;       /* bytes; default 0 */
-        const char *compressor; /* points into compressors[] */
-        /* Reserved: stats socket path, mlock mode, backing store path. */
-} params = {.compressor = "lzo"};
+        unsigned seen;             /* bit per enum param_key */
+        uint64_t disksize;         /* bytes; default 25% of RAM */
+        uint64_t memlimit;         /* bytes; default min(15% of RAM, disksize) */
+        uint64_t reserve;          /* bytes; default 0 */
+        const char *compressor;    /* points into compressors[] */
+        char *stats;               /* socket path (absolute, malloc'd) or NULL */
+        enum rzs_mlock_mode mlock; /* default auto */
+        char *backing;             /* store path (absolute, malloc'd) or NULL */
+        bool backing_force;
+} params = {.compressor = "lzo", .mlock = RZS_MLOCK_AUTO};
+
+/* The RAM-derived limits below keep a default or a typo from making the server
+ * fault in most of the machine at start, where the swap it serves cannot help. */
+#define RESERVE_MAX_PCT 50 /* reserve= at most this share of RAM */
+#define TABLE_MAX_PCT   25 /* the page table (8 bytes a page) at most this share */
 
 static struct rzs_device *device;
+static struct rzs_stats_server *stats_server;
+/* Memory the process will still map after locking (for the RLIMIT_MEMLOCK check),
+ * set in .get_ready. */
+static uint64_t lock_more_bytes;
+/* Whether .get_ready found that memory may be locked; if not, it already warned. */
+static bool lock_permitted;
+/* What .after_fork's hardening did; read by the stats thread, which starts after. */
+static struct rzs_harden_state harden;
 
 static int parse_size_param(const char *key, const char *value, uint64_t *out,
                             bool zero_ok)
@@ -116,7 +145,7 @@ static int parse_compressor(const char *value)
 
 static int ramzswap_config(const char *key, const char *value)
 {
-        char list[128];
+        char list[256];
         unsigned k;
 
         for (k = 0; k < KEY_COUNT; k++) {
@@ -143,6 +172,24 @@ static int ramzswap_config(const char *key, const char *value)
                 return parse_size_param(key, value, &params.reserve, true);
         case KEY_COMPRESSOR:
                 return parse_compressor(value);
+        case KEY_STATS:
+                return (params.stats = nbdkit_absolute_path(value)) ? 0 : -1;
+        case KEY_MLOCK:
+                if (rzs_mlock_mode_parse(value, &params.mlock) < 0) {
+                        nbdkit_error("invalid mlock=%s (use on, off or auto)", value);
+                        return -1;
+                }
+                return 0;
+        case KEY_BACKING:
+                return (params.backing = nbdkit_absolute_path(value)) ? 0 : -1;
+        case KEY_BACKING_FORCE: {
+                int r = nbdkit_parse_bool(value);
+
+                if (r == -1)
+                        return -1;
+                params.backing_force = r;
+                return 0;
+        }
         case KEY_COUNT:
                 break;
         }
@@ -162,19 +209,80 @@ static uint64_t ram_bytes(void)
         return r;
 }
 
+/* Size up the backing store: disksize defaults to its size and may not exceed it.
+ * It is opened (and checked) here so that a wrong path stops nbdkit with a clear
+ * sentence; .get_ready opens it again for good. */
+static int check_backing(bool disksize_given)
+{
+        struct rzs_backing *b;
+        char why[256];
+        uint64_t size;
+        int r;
+
+        if (params.backing == NULL) {
+                if (params.backing_force) {
+                        nbdkit_error("backing-force needs backing=PATH");
+                        return -1;
+                }
+                return 0;
+        }
+        r = rzs_backing_open(params.backing, params.backing_force, &b, why, sizeof why);
+        if (r < 0) {
+                nbdkit_error("backing=%s: cannot use it: it %s%s", params.backing, why,
+                             r == -EEXIST ? "; give backing-force=true to overwrite it"
+                                          : "");
+                return -1;
+        }
+        size = rzs_backing_size(b);
+        rzs_backing_close(b);
+        if (!disksize_given) {
+                params.disksize = size;
+        } else if (params.disksize / RZS_PAGE_SIZE * RZS_PAGE_SIZE > size) {
+                nbdkit_error("disksize (%" PRIu64 " bytes) is larger than the backing "
+                             "store %s (%" PRIu64 " bytes)",
+                             params.disksize, params.backing, size);
+                return -1;
+        }
+        return 0;
+}
+
+/* Both are faulted in when the device is built, before anything is served. */
+static int check_against_ram(uint64_t ram)
+{
+        uint64_t table = params.disksize / RZS_PAGE_SIZE * 8;
+
+        if (params.reserve > ram / 100 * RESERVE_MAX_PCT) {
+                nbdkit_error("reserve (%" PRIu64 " bytes) is more than %d%% of RAM "
+                             "(%" PRIu64 " bytes); it is faulted in at start: choose a "
+                             "smaller reserve",
+                             params.reserve, RESERVE_MAX_PCT, ram);
+                return -1;
+        }
+        if (table > ram / 100 * TABLE_MAX_PCT) {
+                nbdkit_error("disksize (%" PRIu64 " bytes) needs a page table of %" PRIu64
+                             " bytes, more than %d%% of RAM (%" PRIu64 " bytes); the "
+                             "table is faulted in at start: choose a smaller disksize",
+                             params.disksize, table, TABLE_MAX_PCT, ram);
+                return -1;
+        }
+        return 0;
+}
+
 static int ramzswap_config_complete(void)
 {
         uint64_t ram = ram_bytes();
         bool disksize_given = params.seen & (1u << KEY_DISKSIZE);
+        bool memlimit_given = params.seen & (1u << KEY_MEMLIMIT);
+        bool disksize_default = !disksize_given && params.backing == NULL;
 
-        if (!disksize_given || !(params.seen & (1u << KEY_MEMLIMIT))) {
-                if (ram == 0) {
-                        nbdkit_error("cannot find the amount of RAM: give disksize= "
-                                     "and memlimit= explicitly");
-                        return -1;
-                }
+        if (check_backing(disksize_given) < 0)
+                return -1;
+        if ((disksize_default || !memlimit_given) && ram == 0) {
+                nbdkit_error("cannot find the amount of RAM: give disksize= "
+                             "and memlimit= explicitly");
+                return -1;
         }
-        if (!disksize_given)
+        if (disksize_default)
                 params.disksize = ram / 4;
         /* Slots are whole pages; what is left over is not part of the device. */
         params.disksize -= params.disksize % RZS_PAGE_SIZE;
@@ -184,7 +292,7 @@ static int ramzswap_config_complete(void)
                 return -1;
         }
 
-        if (!(params.seen & (1u << KEY_MEMLIMIT))) {
+        if (!memlimit_given) {
                 /* ram / 100 * 15 cannot overflow; the rounding error is < 15 bytes. */
                 params.memlimit = ram / 100 * 15;
                 if (params.memlimit > params.disksize)
@@ -194,7 +302,9 @@ static int ramzswap_config_complete(void)
                 nbdkit_error("memlimit (%" PRIu64 " bytes) is larger than disksize "
                              "(%" PRIu64 " bytes%s)",
                              params.memlimit, params.disksize,
-                             disksize_given ? "" : ", 25% of RAM by default");
+                             disksize_given     ? ""
+                             : disksize_default ? ", 25% of RAM by default"
+                                                : ", the backing store's size");
                 return -1;
         }
         if (params.reserve > params.memlimit) {
@@ -203,9 +313,13 @@ static int ramzswap_config_complete(void)
                              params.reserve, params.memlimit);
                 return -1;
         }
+        if (ram != 0 && check_against_ram(ram) < 0)
+                return -1;
         nbdkit_debug("disksize=%" PRIu64 " memlimit=%" PRIu64 " reserve=%" PRIu64
-                     " compressor=%s",
-                     params.disksize, params.memlimit, params.reserve, params.compressor);
+                     " compressor=%s mlock=%s backing=%s",
+                     params.disksize, params.memlimit, params.reserve, params.compressor,
+                     rzs_mlock_mode_name(params.mlock),
+                     params.backing ? params.backing : "none");
         return 0;
 }
 
@@ -219,6 +333,78 @@ static const char *errstr(int e)
         return s ? s : "unknown error";
 }
 
+/* nbdkit 1.32 has no warning call: nbdkit_error would call it an error, and
+ * nbdkit_debug is shown only with -v. A warning the operator must see (memory not
+ * locked) goes to stderr, which before nbdkit forks is the operator's terminal. */
+__attribute__((format(printf, 1, 2))) static void warn(const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        flockfile(stderr);
+        fputs("nbdkit: ramzswap: warning: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        funlockfile(stderr);
+        va_end(ap);
+}
+
+/* Runs on the stats thread. harden is complete before that thread starts. */
+static int stats_snapshot(void *dev, struct rzs_stats *st, struct rzs_stats_facts *fa)
+{
+        rzs_device_get_stats(dev, st);
+        *fa = (struct rzs_stats_facts){
+            .compressor = params.compressor,
+            .capabilities = harden.caps,
+            .mlocked = harden.locked,
+            .io_flusher = harden.io_flusher,
+        };
+        return 0;
+}
+
+static int create_stats_server(void)
+{
+        int r =
+            rzs_stats_server_create(params.stats, stats_snapshot, device, &stats_server);
+
+        switch (r) {
+        case 0:
+                return 0;
+        case -EEXIST:
+                nbdkit_error("stats=%s: a file or a live socket is already there; "
+                             "remove it or choose another path",
+                             params.stats);
+                break;
+        case -ENAMETOOLONG:
+                nbdkit_error("stats=%s: the path is too long for a unix socket (at most "
+                             "%zu bytes)",
+                             params.stats,
+                             sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+                break;
+        default:
+                nbdkit_error("stats=%s: cannot create the socket: %s", params.stats,
+                             errstr(-r));
+        }
+        return -1;
+}
+
+static void ramzswap_cleanup(void)
+{
+        /* The stats thread reads the device: it goes first. */
+        rzs_stats_server_destroy(stats_server);
+        stats_server = NULL;
+        rzs_device_destroy(device);
+        device = NULL;
+}
+
+static void ramzswap_unload(void)
+{
+        ramzswap_cleanup();
+        free(params.stats);
+        free(params.backing);
+        params.stats = params.backing = NULL;
+}
+
 static int ramzswap_get_ready(void)
 {
         const struct rzs_config cfg = {
@@ -226,6 +412,8 @@ static int ramzswap_get_ready(void)
             .memlimit = params.memlimit,
             .reserve = params.reserve,
             .compressor = params.compressor,
+            .backing = params.backing,
+            .backing_force = params.backing_force,
         };
         char why[256];
         int r = rzs_device_create_msg(&cfg, &device, why, sizeof why);
@@ -234,13 +422,52 @@ static int ramzswap_get_ready(void)
                 nbdkit_error("cannot create the device: %s", why[0] ? why : errstr(-r));
                 return -1;
         }
+        /* Mapped after locking: the pool up to memlimit, the page table, and the
+         * stacks of nbdkit's worker threads (16 of 8 MiB by default). */
+        lock_more_bytes = params.memlimit + params.disksize / RZS_PAGE_SIZE * 8 +
+                          16 * (uint64_t)(8u << 20);
+        r = rzs_harden_check(params.mlock, lock_more_bytes, &lock_permitted, why,
+                             sizeof why);
+        if (r < 0) {
+                nbdkit_error("%s", why);
+                goto fail;
+        }
+        if (why[0])
+                warn("%s", why);
+        if (params.stats && create_stats_server() < 0)
+                goto fail;
         return 0;
+
+fail:
+        ramzswap_cleanup();
+        return -1;
 }
 
-static void ramzswap_cleanup(void)
+/* Memory locks and threads do not survive fork: both happen here, hardening first
+ * because dropping capabilities needs a process with a single thread. */
+static int ramzswap_after_fork(void)
 {
-        rzs_device_destroy(device);
-        device = NULL;
+        char msg[RZS_HARDEN_MSG_MAX];
+        int r = rzs_harden_apply(params.mlock, lock_more_bytes, &harden, msg, sizeof msg);
+
+        if (r < 0) {
+                nbdkit_error("%s", msg);
+                return -1;
+        }
+        if (msg[0] && lock_permitted)
+                warn("%s", msg);
+        nbdkit_debug("mlock=%s: memory locked: %s, IO flusher: %s, capabilities kept: %s",
+                     rzs_mlock_mode_name(params.mlock), harden.locked ? "yes" : "no",
+                     harden.io_flusher ? "yes" : "no", harden.caps);
+        if (stats_server) {
+                r = rzs_stats_server_start(stats_server);
+                if (r < 0) {
+                        nbdkit_error("stats=%s: cannot start the statistics thread: %s",
+                                     params.stats, errstr(-r));
+                        return -1;
+                }
+        }
+        return 0;
 }
 
 static void ramzswap_dump_plugin(void)
@@ -343,11 +570,17 @@ static int ramzswap_cache(void *handle, uint32_t count, uint64_t offset, uint32_
 }
 
 #define ramzswap_config_help                                                             \
-        "disksize=<SIZE>      (magic key) Device size (default: 25% of RAM).\n"          \
+        "disksize=<SIZE>      (magic key) Device size (default: 25% of RAM,\n"           \
+        "                     or the backing store's size).\n"                           \
         "memlimit=<SIZE>      Most memory the compressed pages may use\n"                \
         "                     (default: 15% of RAM or disksize, whichever is less).\n"   \
         "reserve=<SIZE>       Pool memory faulted in at start (default: 0).\n"           \
-        "compressor=lzo       Page compressor (default: lzo)."
+        "compressor=lzo       Page compressor (default: lzo).\n"                         \
+        "backing=<PATH>       File or block device taking incompressible pages\n"        \
+        "                     and pages past memlimit (default: none).\n"                \
+        "backing-force=true   Use the backing store even if it holds data.\n"            \
+        "stats=<PATH>         Serve statistics on this unix socket (ramzswap-stat).\n"   \
+        "mlock=on|off|auto    Lock the server in RAM (default: auto = if permitted)."
 
 static struct nbdkit_plugin plugin = {
     .name = "ramzswap",
@@ -359,8 +592,9 @@ static struct nbdkit_plugin plugin = {
     .config_help = ramzswap_config_help,
     .magic_config_key = "disksize",
     .get_ready = ramzswap_get_ready,
+    .after_fork = ramzswap_after_fork,
     .cleanup = ramzswap_cleanup,
-    .unload = ramzswap_cleanup,
+    .unload = ramzswap_unload,
     .dump_plugin = ramzswap_dump_plugin,
     .open = ramzswap_open,
     .get_size = ramzswap_get_size,

@@ -5,8 +5,10 @@
 #
 # SOCKET (any argument containing a '/') defaults to $RAMZSWAP_SOCKET, else
 # /run/ramzswap.sock. PARAM=VALUE arguments go to the plugin, e.g. disksize=4G
-# memlimit=1G (see man/nbdkit-ramzswap-plugin.pod). $RAMZSWAP_BUILD names the build
-# directory (default: build). Ctrl-C stops the server.
+# memlimit=1G (see man/nbdkit-ramzswap-plugin.pod). Statistics are served on
+# $RAMZSWAP_STATS (default /run/ramzswap.stats; set it empty for none) unless a
+# stats=PATH argument says otherwise. $RAMZSWAP_BUILD names the build directory
+# (default: build). Ctrl-C stops the server.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -18,6 +20,20 @@ case "${1:-}" in
     ;;
 esac
 build=${RAMZSWAP_BUILD:-build}
+stats=${RAMZSWAP_STATS-/run/ramzswap.stats}
+given_stats=
+for arg in "$@"; do
+    case $arg in
+    stats=*)
+        stats=${arg#stats=}
+        given_stats=1
+        ;;
+    esac
+done
+if [ -n "$stats" ] && [ -z "$given_stats" ]; then
+    mkdir -p "$(dirname "$stats")"
+    set -- "$@" "stats=$stats"
+fi
 
 scripts/install-deps.sh
 [ -f "$build/build.ninja" ] || meson setup "$build"
@@ -39,4 +55,8 @@ ramzswap: serving on $sock (Ctrl-C stops it). To swap on it (root, nbd module):
   swapon --discard -p 100 /dev/nbd0
 Detach with: swapoff /dev/nbd0 && nbd-client -d /dev/nbd0
 EOF
+if [ -n "$stats" ]; then
+    echo "Statistics: ramzswap-stat $stats  (built as $build/src/ramzswap-stat;"
+    echo "  --watch 2 refreshes, --json for scripts)"
+fi
 exec nbdkit -f -U "$sock" "$build/plugin/ramzswap.so" "$@"

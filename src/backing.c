@@ -133,7 +133,12 @@ static int open_store(const char *path, struct rzs_backing *b, char *msg, size_t
         if (stat(path, &st) < 0) {
                 int r = -errno;
 
-                say(msg, msglen, strerror(-r));
+                /* msg continues "<path> ...": a verb phrase, not a bare strerror. */
+                if (r == -ENOENT)
+                        say(msg, msglen, "does not exist");
+                else if (msg != NULL && msglen > 0)
+                        snprintf(msg, msglen, "cannot be looked up (%s)",
+                                 strerrordesc_np(-r));
                 return r;
         }
         if (S_ISBLK(st.st_mode))
@@ -142,16 +147,21 @@ static int open_store(const char *path, struct rzs_backing *b, char *msg, size_t
         if (b->fd < 0) {
                 int r = -errno;
 
-                say(msg, msglen,
-                    r == -EBUSY ? "is in use (mounted, an active swap area, or held by "
-                                  "another program)"
-                                : strerror(-r));
+                if (r == -EBUSY)
+                        say(msg, msglen,
+                            "is in use (mounted, an active swap area, or held by "
+                            "another program)");
+                else if (msg != NULL && msglen > 0)
+                        snprintf(msg, msglen, "cannot be opened read-write (%s)",
+                                 strerrordesc_np(-r));
                 return r;
         }
         if (fstat(b->fd, &st) < 0) {
                 int r = -errno;
 
-                say(msg, msglen, strerror(-r));
+                if (msg != NULL && msglen > 0)
+                        snprintf(msg, msglen, "cannot be examined (%s)",
+                                 strerrordesc_np(-r));
                 return r;
         }
         if (S_ISBLK(st.st_mode) && (flags & O_EXCL)) {
@@ -221,7 +231,7 @@ int rzs_backing_open(const char *path, bool force, struct rzs_backing **out, cha
         say(msg, msglen, "");
         b = calloc(1, sizeof(*b));
         if (b == NULL) {
-                say(msg, msglen, strerror(ENOMEM));
+                say(msg, msglen, "cannot be opened (out of memory)");
                 return -ENOMEM;
         }
         b->fd = -1;

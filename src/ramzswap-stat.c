@@ -262,6 +262,7 @@ static void print_table(const char *path, const struct rzs_stats_report *r,
         printf("  %-18s %14" PRIu64 "\n", "Pages discarded", s->pages_discard);
         printf("  %-18s %14" PRIu64 "  (writes %" PRIu64 ")\n", "Backing reads",
                s->bdev_num_reads, s->bdev_num_writes);
+        printf("  %-18s %14" PRIu64 "\n", "Backing pages", s->backing_pages);
         printf("  %-18s %14s\n", "Memory locked", r->mlocked ? "yes" : "no");
         printf("  %-18s %14s\n", "IO flusher", r->io_flusher ? "yes" : "no");
         printf("  %-18s %14s\n", "Capabilities", r->capabilities);

@@ -63,6 +63,8 @@ static const struct text_field text_fields[] = {
     {"IoFlusher", F_IOFL, 0, 0},
     {"Capabilities", F_CAPS, 0, 0},
     {"Compressor", F_CODEC, 0, 0},
+    /* Appended after the first release: readers skip keys they do not know. */
+    {"BackingPages", F_COUNT, OFF(backing_pages), 0},
 };
 #define N_TEXT_FIELDS (sizeof text_fields / sizeof text_fields[0])
 

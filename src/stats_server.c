@@ -211,10 +211,11 @@ static void answer(struct rzs_stats_server *srv, struct pending *p, char *buf,
                 n = wants_json(p) ? rzs_stats_format_json(&st, &facts, buf, size)
                                   : rzs_stats_format_text(&st, &facts, buf, size);
         if (n < 0) {
-                char ebuf[128];
+                /* Not strerror/strerror_r: their translation takes glibc's locale
+                 * lock, which left nbdkit under ASan blocked at exit (measured). */
+                const char *why = strerrordesc_np(-n);
 
-                /* strerror's buffer is not ours to share with other threads. */
-                n = snprintf(buf, size, "Error: %s\n", strerror_r(-n, ebuf, sizeof ebuf));
+                n = snprintf(buf, size, "Error: %s\n", why ? why : "unknown error");
         }
         /* A short or failed send means the client is gone or not reading: drop it. */
         (void)send(p->fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);

@@ -156,17 +156,16 @@ void harness_server_stop(struct harness_server *srv)
                 die("nbdkit did not exit cleanly (wait status %#x)", status);
 }
 
-int harness_run_nbdkit(const char *const *params, char **err)
+/* Fork, exec argv with stdin on /dev/null, stdout on /dev/null unless
+ * capture_stdout, stderr (and stdout if captured) into a pipe read into *out. */
+static int run_capture(const char *const *argv, int capture_stdout, char **out)
 {
-        static const char *const opts[] = {"-s", NULL};
-        const char *argv[MAX_ARGS];
         int pipefd[2], status;
         char *text = NULL;
         size_t len = 0;
         ssize_t r;
         pid_t pid;
 
-        build_argv(argv, opts, params);
         if (pipe(pipefd) == -1)
                 die("pipe: %s", strerror(errno));
         pid = fork();
@@ -175,7 +174,8 @@ int harness_run_nbdkit(const char *const *params, char **err)
         if (pid == 0) {
                 int null = open("/dev/null", O_RDWR);
 
-                if (null == -1 || dup2(null, 0) == -1 || dup2(null, 1) == -1 ||
+                if (null == -1 || dup2(null, 0) == -1 ||
+                    dup2(capture_stdout ? pipefd[1] : null, 1) == -1 ||
                     dup2(pipefd[1], 2) == -1)
                         _exit(126);
                 close(pipefd[0]);
@@ -195,8 +195,54 @@ int harness_run_nbdkit(const char *const *params, char **err)
         close(pipefd[0]);
         if (waitpid(pid, &status, 0) == -1)
                 die("waitpid: %s", strerror(errno));
-        *err = text;
+        *out = text;
         return status;
+}
+
+int harness_run_nbdkit(const char *const *params, char **err)
+{
+        static const char *const opts[] = {"-s", NULL};
+        const char *argv[MAX_ARGS];
+
+        build_argv(argv, opts, params);
+        return run_capture(argv, 0, err);
+}
+
+int harness_run(const char *const *argv, char **out)
+{
+        return run_capture(argv, 1, out);
+}
+
+size_t harness_stats_fetch(const char *path, const char *request, char *buf, size_t size)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        size_t len = 0;
+        ssize_t n;
+        int fd;
+
+        if (strlen(path) >= sizeof sa.sun_path)
+                die("stats socket path too long: %s", path);
+        strcpy(sa.sun_path, path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd == -1 || connect(fd, (struct sockaddr *)&sa, sizeof sa) == -1)
+                die("connecting to the stats socket %s: %s", path, strerror(errno));
+        if (*request &&
+            send(fd, request, strlen(request), MSG_NOSIGNAL) != (ssize_t)strlen(request))
+                die("sending to the stats socket %s: %s", path, strerror(errno));
+        shutdown(fd, SHUT_WR);
+        while (len < size - 1) {
+                n = recv(fd, buf + len, size - 1 - len, 0);
+                if (n == -1 && errno == EINTR)
+                        continue;
+                if (n == -1)
+                        die("reading the stats socket %s: %s", path, strerror(errno));
+                if (n == 0)
+                        break;
+                len += (size_t)n;
+        }
+        close(fd);
+        buf[len] = '\0';
+        return len;
 }
 
 /* splitmix64: a well-mixed 64-bit sequence from any seed. */

@@ -48,6 +48,15 @@ void harness_server_stop(struct harness_server *srv);
  * NUL-terminated, in *err. */
 int harness_run_nbdkit(const char *const *params, char **err);
 
+/* Run argv (argv[0] a path) with stdin on /dev/null. Returns its wait status and
+ * its stdout and stderr together, malloc'd and NUL-terminated, in *out. */
+int harness_run(const char *const *argv, char **out);
+
+/* One request to the stats socket at path ("text\n", "json\n", anything; "" sends
+ * nothing and only ends our side). The reply, NUL-terminated, goes to buf; returns
+ * its length. Fails the program if the socket does not accept the connection. */
+size_t harness_stats_fetch(const char *path, const char *request, char *buf, size_t size);
+
 /* Fill a page (4096 bytes) with deterministic data from seed: data that compresses
  * well when compressible is true, otherwise incompressible noise. */
 void harness_fill(void *page, uint64_t seed, int compressible);

@@ -5,11 +5,13 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -135,8 +137,14 @@ static const struct bad_start bad_starts[] = {
      "reserve (9437184 bytes) is larger than memlimit (8388608 bytes)"},
     {{"disksize=16M", "compressor=zstd"}, "unknown compressor 'zstd' (available: lzo)"},
     {{"disksize=16M", "disksize=32M"}, "parameter 'disksize' given twice"},
+    {{"disksize=16M", "mlock=sometimes"},
+     "invalid mlock=sometimes (use on, off or auto)"},
+    {{"disksize=16M", "backing-force=true"}, "backing-force needs backing=PATH"},
+    {{"disksize=16M", "stats=/proc/no-such-dir/sock"},
+     "stats=/proc/no-such-dir/sock: cannot create the socket"},
+    /* 2^32 pages and more: the table alone outgrows any RAM this runs on. */
+    {{"disksize=17T", "memlimit=1G"}, "needs a page table of 36507222016 bytes"},
     /* Refused by the core when it builds the device: */
-    {{"disksize=17T", "memlimit=1G"}, "cannot create the device: disksize"},
     {{"disksize=16M", "memlimit=100"}, "cannot create the device: memlimit"},
 };
 
@@ -168,10 +176,57 @@ static void test_startup_errors(void **state)
         }
 }
 
+/* Physical RAM, as the plugin sees it. */
+static uint64_t ram_bytes(void)
+{
+        return (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static void expect_refusal(const char *const *params, const char *phrase)
+{
+        char *err;
+        int status = harness_run_nbdkit(params, &err);
+
+        if (!WIFEXITED(status) || WEXITSTATUS(status) == 0)
+                fail_msg("%s %s: expected a failing exit, wait status %#x", params[0],
+                         params[1], status);
+        if (strstr(err, phrase) == NULL)
+                fail_msg("%s %s: stderr lacks \"%s\":\n%s", params[0], params[1], phrase,
+                         err);
+        free(err);
+}
+
+/* Memory faulted in at start is bounded by RAM: reserve to half of it, the page
+ * table (8 bytes a page) to a quarter. Refused before anything is allocated. */
+static void test_ram_limits(void **state)
+{
+        const uint64_t ram = ram_bytes();
+        const uint64_t reserve = ram / 100 * 60 / PAGE * PAGE;
+        const uint64_t big = (ram / 32 + 4096) * PAGE; /* table > ram / 4 */
+        char d[64], m[64], r[64], phrase[160];
+
+        snprintf(d, sizeof d, "disksize=%" PRIu64, reserve + PAGE);
+        snprintf(m, sizeof m, "memlimit=%" PRIu64, reserve + PAGE);
+        snprintf(r, sizeof r, "reserve=%" PRIu64, reserve);
+        snprintf(phrase, sizeof phrase,
+                 "reserve (%" PRIu64 " bytes) is more than 50%% of RAM (%" PRIu64
+                 " bytes)",
+                 reserve, ram);
+        expect_refusal((const char *const[]){d, m, r, NULL}, phrase);
+
+        snprintf(d, sizeof d, "disksize=%" PRIu64, big);
+        snprintf(phrase, sizeof phrase,
+                 "disksize (%" PRIu64 " bytes) needs a page table of %" PRIu64
+                 " bytes, more than 25%% of RAM",
+                 big, big / PAGE * 8);
+        expect_refusal((const char *const[]){d, "memlimit=1G", NULL}, phrase);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_startup_errors),
+            cmocka_unit_test(test_ram_limits),
             cmocka_unit_test(test_unaligned),
             cmocka_unit_test(test_full),
         };

@@ -37,6 +37,7 @@ static const struct rzs_stats sample = {
     .pool_block_bytes = 1150000,
     .bdev_num_reads = 7,
     .bdev_num_writes = 8,
+    .backing_pages = 9,
 };
 
 static const struct rzs_stats_facts sample_facts = {
@@ -71,7 +72,8 @@ static const char sample_text[] = "DiskSize:          1048576 kB\n"
                                   "Mlock:                 yes\n"
                                   "IoFlusher:              no\n"
                                   "Capabilities:     cap_ipc_lock=ep\n"
-                                  "Compressor:            lzo\n";
+                                  "Compressor:            lzo\n"
+                                  "BackingPages:            9\n";
 
 static void test_text_exact(void **state)
 {
@@ -203,6 +205,7 @@ static void test_parse_round_trip(void **state)
         assert_int_equal(r.stats.mem_used_max, 1953 * 1024);
         assert_int_equal(r.stats.bdev_num_reads, 7);
         assert_int_equal(r.stats.bdev_num_writes, 8);
+        assert_int_equal(r.stats.backing_pages, 9);
         assert_int_equal(r.good_compress_pct, 90);
         assert_int_equal(r.no_compress_pct, 5);
         assert_int_equal(r.fragmentation_x100, 112);
