@@ -172,12 +172,18 @@ static void pool_stats_refresh(struct rzs_device *dev)
  * no. */
 static int pool_alloc(struct rzs_device *dev, bool raw, uint32_t size, xv_handle *h)
 {
+        size_t prefault;
+        void *addr;
         int r;
 
         pthread_mutex_lock(&dev->pool_lock);
         r = raw ? xv_page_alloc(dev->pool, h) : xv_malloc(dev->pool, size, h);
+        prefault = xv_pool_prefault_claim(dev->pool, &addr);
         pool_stats_refresh(dev);
         pthread_mutex_unlock(&dev->pool_lock);
+        /* New pool memory faults in here, ahead of use and outside pool_lock. */
+        if (prefault)
+                xv_prefault(addr, prefault);
         return r < 0 ? -ENOSPC : 0;
 }
 

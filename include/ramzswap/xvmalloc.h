@@ -3,13 +3,17 @@
  *
  * Purpose: hold many small objects (1 .. XV_MAX_ALLOC bytes, the compressed form
  * of 4 KiB swap pages) with little waste, O(1) alloc and free, and give memory back
- * to the OS as soon as a page empties, so the server's RSS follows the data it holds.
+ * to the OS as pages empty (past a small, bounded cache), so the server's RSS
+ * follows the data it holds.
  *
  * Data layout:
  *  - The pool hands out 4 KiB pages carved from large mmap'd arenas. A page is either
  *    an object page (tiled by blocks), a whole page given to one caller
- *    (xv_page_alloc, for incompressible data), or free. Free pages past the reserve
- *    are returned to the OS with madvise(MADV_DONTNEED).
+ *    (xv_page_alloc, for incompressible data), or free. Free pages are kept faulted
+ *    in up to the reserve, or up to 1/32 of the pages holding data when that is more
+ *    (a cache that spares swap churn a madvise and a fault per page); the rest are
+ *    returned to the OS with madvise(MADV_DONTNEED). New memory is faulted in 16
+ *    pages at a time, so up to 24 pages not yet handed out may be resident.
  *  - Every block in an object page starts with a 4-byte header holding its size, the
  *    offset of the previous block in the page and two flags (free, previous free);
  *    the caller's object follows the header. Block sizes are multiples of 4, at least
@@ -54,7 +58,7 @@ struct xv_pool;
 
 struct xv_pool_stats {
         uint64_t pages;         /* pool pages holding data (objects or whole pages) */
-        uint64_t reserve_pages; /* free pages kept faulted in (reserve) */
+        uint64_t reserve_pages; /* free pages kept faulted in (reserve + cache) */
         uint64_t block_bytes;   /* bytes in allocated blocks, headers included */
         uint64_t objects;       /* live objects (whole pages included) */
         uint64_t whole_pages;   /* pages given out by xv_page_alloc */
@@ -77,7 +81,7 @@ void xv_pool_destroy(struct xv_pool *pool);
 int xv_malloc(struct xv_pool *pool, uint32_t size, xv_handle *out);
 
 /* Free an object from xv_malloc(). O(1). Coalesces; an emptied page goes back to the
- * OS (or to the reserve). */
+ * OS, or stays faulted in as reserve or cache (see Data layout). */
 void xv_free(struct xv_pool *pool, xv_handle h);
 
 /* Take a whole XV_PAGE_SIZE page (for data that did not compress). Same errors as
@@ -88,12 +92,27 @@ void xv_page_free(struct xv_pool *pool, xv_handle h);
 /* Address of the object (or whole page) h. Valid until h is freed. No lock needed. */
 void *xv_map(const struct xv_pool *pool, xv_handle h);
 
+/* Claim the next few pages the pool will carve, so the caller can fault them in
+ * outside its lock: returns their length in bytes and *addr, or 0 (and NULL) when
+ * nothing needs claiming yet (e.g. while free pages, the reserve included, remain
+ * to be reused). Changes the pool: call it under the pool's lock; then
+ * pass the range to xv_prefault() after unlocking. Skipping the fault-in is
+ * harmless: the pages then fault in on first touch. */
+size_t xv_pool_prefault_claim(struct xv_pool *pool, void **addr);
+
+/* Fault in len bytes at addr (madvise(MADV_POPULATE_WRITE), best effort). No lock
+ * needed, even if the pool hands those pages out meanwhile: faulting in never
+ * changes a page that is already there. */
+void xv_prefault(void *addr, size_t len);
+
 void xv_pool_get_stats(const struct xv_pool *pool, struct xv_pool_stats *out);
 
 /* Walk the whole pool and count violated invariants: every free block is on the
  * list its size selects; bitmaps agree with the lists; no two free blocks are
- * adjacent; block sizes tile each page exactly; prev offsets and flags agree; the
- * counters match the walk. Returns 0 for a sound pool. O(pool size); for tests. */
+ * adjacent; block sizes tile each page exactly; prev offsets and flags agree; every
+ * free page is on one free-page stack, and no more are kept faulted in than the
+ * reserve and cache allow; the counters match the walk. Returns 0 for a sound pool.
+ * O(pool size); for tests. */
 unsigned xv_pool_check(const struct xv_pool *pool);
 
 #endif /* RAMZSWAP_XVMALLOC_H */

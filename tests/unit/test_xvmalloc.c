@@ -432,6 +432,7 @@ static void test_reserve(void **state)
         struct xv_pool *pool;
         xv_handle *w = calloc(nres + 100, sizeof(*w));
         uint64_t rss0, rss1, rss2, rss3;
+        void *addr;
 
         (void)state;
         assert_non_null(w);
@@ -441,6 +442,8 @@ static void test_reserve(void **state)
         assert_true(rss1 >= rss0 + (uint64_t)nres * XV_PAGE_SIZE * 9 / 10);
         assert_int_equal(stats(pool).reserve_pages, nres);
         assert_int_equal(stats(pool).pages, 0);
+        /* Nothing to fault in ahead while the reserve lasts. */
+        assert_int_equal(xv_pool_prefault_claim(pool, &addr), 0);
 
         /* Allocations are served from the reserve: no new memory. */
         for (uint32_t i = 0; i < nres; i++) {
@@ -553,6 +556,95 @@ static void test_random_sequence(void **state)
         free(live);
 }
 
+/* Emptied pages stay faulted in up to 1/32 of the data pages (the cache), are
+ * reused first, and the cache shrinks with the data down to the reserve. */
+static void test_page_cache(void **state)
+{
+        enum { N = 3200 };
+        struct xv_pool *pool = *state;
+        xv_handle *w = calloc(N, sizeof(*w));
+        uint32_t k;
+
+        assert_non_null(w);
+        for (k = 0; k < N; k++) {
+                assert_int_equal(xv_page_alloc(pool, &w[k]), 0);
+                fill(xv_map(pool, w[k]), XV_PAGE_SIZE, k);
+        }
+        assert_int_equal(stats(pool).reserve_pages, 0);
+        xv_page_free(pool, w[0]);
+        assert_int_equal(stats(pool).reserve_pages, 1);
+        for (k = 1; k < 200; k++) {
+                xv_page_free(pool, w[k]);
+                if (k % 32 == 0)
+                        assert_int_equal(xv_pool_check(pool), 0);
+        }
+        /* 3000 data pages keep at most 93 free ones. */
+        assert_int_equal(stats(pool).pages, N - 200);
+        assert_int_equal(stats(pool).reserve_pages, (N - 200) >> 5);
+        assert_int_equal(xv_pool_check(pool), 0);
+
+        /* New pages come from the cache first. */
+        for (k = 0; k < 50; k++) {
+                assert_int_equal(xv_page_alloc(pool, &w[k]), 0);
+                fill(xv_map(pool, w[k]), XV_PAGE_SIZE, N + k);
+        }
+        assert_int_equal(stats(pool).reserve_pages, ((N - 200) >> 5) - 50);
+        for (k = 0; k < 50; k++)
+                assert_true(verify(xv_map(pool, w[k]), XV_PAGE_SIZE, N + k));
+        for (k = 200; k < N; k++)
+                assert_true(verify(xv_map(pool, w[k]), XV_PAGE_SIZE, k));
+        assert_int_equal(xv_pool_check(pool), 0);
+
+        /* The cache follows the data down: nothing is kept once all is freed. */
+        for (k = 0; k < 50; k++)
+                xv_page_free(pool, w[k]);
+        for (k = 200; k < N; k++) {
+                xv_page_free(pool, w[k]);
+                assert_true(stats(pool).reserve_pages <= stats(pool).pages >> 5);
+                if (k % 256 == 0)
+                        assert_int_equal(xv_pool_check(pool), 0);
+        }
+        assert_int_equal(stats(pool).pages, 0);
+        assert_int_equal(stats(pool).reserve_pages, 0);
+        free(w);
+}
+
+/* Claims of memory to fault in run ahead of the carving, one step at a time, never
+ * twice for the same pages and never before an arena exists. */
+static void test_prefault_claim(void **state)
+{
+        struct xv_pool *pool = *state;
+        uint8_t *prev = NULL;
+        size_t len, claimed = 0;
+        void *addr;
+        xv_handle w;
+
+        /* Nothing mapped yet: nothing to claim. */
+        assert_int_equal(xv_pool_prefault_claim(pool, &addr), 0);
+        assert_null(addr);
+        for (unsigned i = 0; i < 200; i++) {
+                assert_int_equal(xv_page_alloc(pool, &w), 0);
+                len = xv_pool_prefault_claim(pool, &addr);
+                if (len == 0) {
+                        assert_null(addr);
+                        continue;
+                }
+                assert_int_equal(len % XV_PAGE_SIZE, 0);
+                /* Claims follow each other and lie beyond the page just carved. */
+                assert_true((uint8_t *)addr > (uint8_t *)xv_map(pool, w));
+                if (prev != NULL)
+                        assert_ptr_equal(addr, prev);
+                prev = (uint8_t *)addr + len;
+                claimed += len;
+                xv_prefault(addr, len);
+                /* Claimed once: asking again at once gets nothing. */
+                assert_int_equal(xv_pool_prefault_claim(pool, &addr), 0);
+        }
+        /* The claims kept up with the carving (200 pages, 16 per claim). */
+        assert_true(claimed >= 11 * 16 * XV_PAGE_SIZE);
+        assert_int_equal(xv_pool_check(pool), 0);
+}
+
 static void test_rss_returns(void **state)
 {
         enum { N = 40000 };
@@ -601,6 +693,8 @@ int main(void)
             cmocka_unit_test(test_max_pages),
             cmocka_unit_test(test_reserve),
             cmocka_unit_test_setup_teardown(test_random_sequence, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_page_cache, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_prefault_claim, setup, teardown),
             cmocka_unit_test_setup_teardown(test_rss_returns, setup, teardown),
         };
 
