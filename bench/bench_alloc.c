@@ -25,7 +25,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <malloc.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,8 +36,7 @@
 #include "corpus.h"
 #include "ramzswap/xvmalloc.h"
 
-#define RAW_LIMIT (CORPUS_PAGE_SIZE * 3 / 4)
-#define ROUNDS    4
+#define ROUNDS 4
 
 enum phase { PH_FILL, PH_CHURN, PH_STEADY, PH_DRAIN, NPHASES };
 static const char *const phase_names[NPHASES] = {"fill", "churn", "steady", "drain"};
@@ -96,22 +94,10 @@ static uint64_t rss_bytes(void)
         return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
-static bool same_filled(const uint8_t *p)
-{
-        uint32_t w;
-
-        memcpy(&w, p, 4);
-        for (unsigned i = 4; i < CORPUS_PAGE_SIZE; i += 4)
-                if (memcmp(p + i, &w, 4) != 0)
-                        return false;
-        return true;
-}
-
 /* Stored sizes of the corpus's pages: LZO1X-1 length, or 4096 when kept raw. */
 static int corpus_sizes(uint64_t seed, size_t npages, uint16_t **out, size_t *n)
 {
-        static uint8_t wrk[LZO1X_1_MEM_COMPRESS];
-        uint8_t buf[CORPUS_PAGE_SIZE + CORPUS_PAGE_SIZE / 16 + 64 + 3];
+        static lzo_align_t wrk[LZO1X_1_MEM_COMPRESS / sizeof(lzo_align_t) + 1];
         struct corpus c;
         uint16_t *s;
         int r;
@@ -128,17 +114,16 @@ static int corpus_sizes(uint64_t seed, size_t npages, uint16_t **out, size_t *n)
         }
         *n = 0;
         for (size_t i = 0; i < c.npages; i++) {
-                lzo_uint len = sizeof(buf);
+                size_t lzo, stored;
 
-                if (same_filled(corpus_page(&c, i)))
-                        continue;
-                if (lzo1x_1_compress(corpus_page(&c, i), CORPUS_PAGE_SIZE, buf, &len,
-                                     wrk) != LZO_E_OK) {
+                r = corpus_stored_size(corpus_page(&c, i), wrk, &lzo, &stored);
+                if (r < 0) {
                         free(s);
                         corpus_free(&c);
-                        return -EIO;
+                        return r;
                 }
-                s[(*n)++] = (uint16_t)(len > RAW_LIMIT ? CORPUS_PAGE_SIZE : len);
+                if (stored > 0) /* same-filled pages take no object */
+                        s[(*n)++] = (uint16_t)stored;
         }
         corpus_free(&c);
         *out = s;

@@ -202,17 +202,17 @@ static double cpu_of(pid_t pid)
 static uint64_t ideal_bytes(const unsigned char *data, uint64_t size)
 {
         static lzo_align_t wrk[LZO1X_1_MEM_COMPRESS / sizeof(lzo_align_t) + 1];
-        static unsigned char z[PAGE + PAGE / 16 + 64 + 3];
         uint64_t sum = 0;
 
         for (uint64_t off = 0; off < size; off += PAGE) {
                 const unsigned char *p = data + off;
-                lzo_uint zlen;
+                size_t zlen;
 
                 sum += 8;
-                if (memcmp(p, p + 4, PAGE - 4) == 0)
+                if (corpus_page_same_filled(p))
                         continue;
-                lzo1x_1_compress(p, PAGE, z, &zlen, wrk);
+                if (corpus_lzo_size(p, wrk, &zlen) < 0)
+                        zlen = PAGE; /* the most a page can cost */
                 sum += zlen < PAGE ? zlen : PAGE;
         }
         return sum;

@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <lzo/lzo1x.h>
+
 #include "corpus.h"
 
 #define PAGE         CORPUS_PAGE_SIZE
@@ -519,4 +521,33 @@ void corpus_free(struct corpus *c)
         free(c->data);
         free(c->kind);
         memset(c, 0, sizeof(*c));
+}
+
+bool corpus_page_same_filled(const uint8_t *p)
+{
+        /* Each word equals the one before it iff all equal the first. */
+        return memcmp(p, p + 4, PAGE - 4) == 0;
+}
+
+int corpus_lzo_size(const uint8_t *p, void *wrk, size_t *len)
+{
+        uint8_t out[PAGE + PAGE / 16 + 64 + 3];
+        lzo_uint n = sizeof(out);
+
+        *len = 0;
+        if (lzo1x_1_compress(p, PAGE, out, &n, wrk) != LZO_E_OK)
+                return -EIO;
+        *len = n;
+        return 0;
+}
+
+int corpus_stored_size(const uint8_t *p, void *wrk, size_t *lzo, size_t *stored)
+{
+        int r = corpus_lzo_size(p, wrk, lzo);
+
+        *stored = 0;
+        if (r < 0 || corpus_page_same_filled(p))
+                return r;
+        *stored = *lzo > CORPUS_RAW_LIMIT ? PAGE : *lzo;
+        return 0;
 }

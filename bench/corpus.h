@@ -37,6 +37,7 @@
 #ifndef RAMZSWAP_BENCH_CORPUS_H
 #define RAMZSWAP_BENCH_CORPUS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -83,5 +84,23 @@ static inline const uint8_t *corpus_page(const struct corpus *c, size_t i)
 
 /* Short lowercase name of a kind ("zero", "elf", ...), or "?" if out of range. */
 const char *corpus_kind_name(unsigned kind);
+
+/* Pages that compress to more than this are kept raw by the device. */
+#define CORPUS_RAW_LIMIT (CORPUS_PAGE_SIZE * 3 / 4)
+
+/* True when the page p is one 32-bit word repeated: the device stores only a flag.
+ * O(page). */
+bool corpus_page_same_filled(const uint8_t *p);
+
+/* The LZO1X-1 size of the page p into *len. wrk is LZO1X_1_MEM_COMPRESS bytes of
+ * work memory, aligned as lzo_align_t (one per thread); lzo_init() must have
+ * succeeded. Returns 0, or -EIO when LZO fails (*len is then 0). */
+int corpus_lzo_size(const uint8_t *p, void *wrk, size_t *len);
+
+/* What the device stores for the page p: *stored is 0 for a same-filled page, else
+ * its LZO1X-1 size, or CORPUS_PAGE_SIZE when that is over CORPUS_RAW_LIMIT (kept
+ * raw). *lzo is the LZO1X-1 size, same-filled pages included. wrk as for
+ * corpus_lzo_size(). Returns 0, or -EIO when LZO fails (both outputs 0). */
+int corpus_stored_size(const uint8_t *p, void *wrk, size_t *lzo, size_t *stored);
 
 #endif /* RAMZSWAP_BENCH_CORPUS_H */

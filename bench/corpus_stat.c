@@ -8,7 +8,6 @@
  * compress to more than 3/4 page are kept raw (4096 bytes).
  */
 #include <inttypes.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,25 +16,11 @@
 
 #include "corpus.h"
 
-#define RAW_LIMIT (CORPUS_PAGE_SIZE * 3 / 4)
-
-static bool same_filled(const uint8_t *p)
-{
-        uint32_t w;
-
-        memcpy(&w, p, 4);
-        for (unsigned i = 4; i < CORPUS_PAGE_SIZE; i += 4)
-                if (memcmp(p + i, &w, 4) != 0)
-                        return false;
-        return true;
-}
-
 int main(int argc, char **argv)
 {
         size_t npages = argc > 1 ? strtoull(argv[1], NULL, 0) : 20000;
         uint64_t seed = argc > 2 ? strtoull(argv[2], NULL, 0) : 1;
-        static uint8_t wrk[LZO1X_1_MEM_COMPRESS];
-        uint8_t out[CORPUS_PAGE_SIZE + CORPUS_PAGE_SIZE / 16 + 64 + 3];
+        static lzo_align_t wrk[LZO1X_1_MEM_COMPRESS / sizeof(lzo_align_t) + 1];
         uint64_t count[CORPUS_NKINDS] = {0}, lzo[CORPUS_NKINDS] = {0};
         uint64_t dev[CORPUS_NKINDS] = {0}, raw[CORPUS_NKINDS] = {0};
         uint64_t tot_lzo = 0, tot_dev = 0, tot_raw = 0,
@@ -53,16 +38,13 @@ int main(int argc, char **argv)
                 return 1;
         }
         for (size_t i = 0; i < c.npages; i++) {
-                const uint8_t *p = corpus_page(&c, i);
-                lzo_uint len = sizeof(out);
                 unsigned k = c.kind[i];
-                uint64_t stored;
+                size_t len, stored;
 
-                if (lzo1x_1_compress(p, CORPUS_PAGE_SIZE, out, &len, wrk) != LZO_E_OK) {
+                if (corpus_stored_size(corpus_page(&c, i), wrk, &len, &stored) < 0) {
                         fprintf(stderr, "corpus_stat: lzo1x_1_compress failed\n");
                         return 1;
                 }
-                stored = same_filled(p) ? 0 : len > RAW_LIMIT ? CORPUS_PAGE_SIZE : len;
                 count[k]++;
                 lzo[k] += len;
                 dev[k] += stored;

@@ -219,8 +219,13 @@ static void put_text_value(struct out *o, const struct text_field *f,
         }
 }
 
-int rzs_stats_format_text(const struct rzs_stats *st, const struct rzs_stats_facts *facts,
-                          char *buf, size_t size)
+typedef void emit_fn(struct out *o, const struct rzs_stats *st,
+                     const struct rzs_stats_facts *facts);
+
+/* The frame both forms share: buf is a string even on failure, facts are checked
+ * before anything is written, and overflow is reported once. */
+static int format_with(emit_fn *emit, const struct rzs_stats *st,
+                       const struct rzs_stats_facts *facts, char *buf, size_t size)
 {
         struct out o = {buf, size, 0, false};
 
@@ -228,13 +233,25 @@ int rzs_stats_format_text(const struct rzs_stats *st, const struct rzs_stats_fac
                 buf[0] = '\0';
         if (!fact_ok(facts->capabilities) || !fact_ok(facts->compressor))
                 return -EINVAL;
+        emit(&o, st, facts);
+        return out_result(&o);
+}
+
+static void emit_text(struct out *o, const struct rzs_stats *st,
+                      const struct rzs_stats_facts *facts)
+{
         for (size_t i = 0; i < N_TEXT_FIELDS; i++) {
                 const struct text_field *f = &text_fields[i];
 
-                put(&o, "%s:%*s ", f->key, (int)(KEY_COLUMN - strlen(f->key) - 1), "");
-                put_text_value(&o, f, st, facts);
+                put(o, "%s:%*s ", f->key, (int)(KEY_COLUMN - strlen(f->key) - 1), "");
+                put_text_value(o, f, st, facts);
         }
-        return out_result(&o);
+}
+
+int rzs_stats_format_text(const struct rzs_stats *st, const struct rzs_stats_facts *facts,
+                          char *buf, size_t size)
+{
+        return format_with(emit_text, st, facts, buf, size);
 }
 
 /* A JSON string; fact_ok() already refused control characters. */
@@ -255,33 +272,32 @@ static void put_json_x100(struct out *o, const char *key, uint64_t v)
         put(o, "  \"%s\": %" PRIu64 ".%02" PRIu64 ",\n", key, v / 100, v % 100);
 }
 
+static void emit_json(struct out *o, const struct rzs_stats *st,
+                      const struct rzs_stats_facts *facts)
+{
+        put(o, "{\n");
+        for (size_t i = 0; i < N_JSON_FIELDS; i++)
+                put(o, "  \"%s\": %" PRIu64 ",\n", json_fields[i].key,
+                    field_at(st, json_fields[i].off));
+        put(o, "  \"good_compress_pct\": %u,\n",
+            rzs_stats_percent(st->good_compress, st->pages_stored));
+        put(o, "  \"no_compress_pct\": %u,\n",
+            rzs_stats_percent(st->no_compress, st->pages_stored));
+        put_json_x100(o, "fragmentation",
+                      rzs_stats_ratio_x100(st->mem_used_total, st->compr_data_size));
+        put_json_x100(o, "compression_ratio",
+                      rzs_stats_ratio_x100(st->orig_data_size, st->compr_data_size));
+        put(o, "  \"mlock\": %s,\n", facts->mlocked ? "true" : "false");
+        put(o, "  \"io_flusher\": %s,\n", facts->io_flusher ? "true" : "false");
+        put_json_string(o, "capabilities", fact_str(facts->capabilities), false);
+        put_json_string(o, "compressor", fact_str(facts->compressor), true);
+        put(o, "}\n");
+}
+
 int rzs_stats_format_json(const struct rzs_stats *st, const struct rzs_stats_facts *facts,
                           char *buf, size_t size)
 {
-        struct out o = {buf, size, 0, false};
-
-        if (size > 0)
-                buf[0] = '\0';
-        if (!fact_ok(facts->capabilities) || !fact_ok(facts->compressor))
-                return -EINVAL;
-        put(&o, "{\n");
-        for (size_t i = 0; i < N_JSON_FIELDS; i++)
-                put(&o, "  \"%s\": %" PRIu64 ",\n", json_fields[i].key,
-                    field_at(st, json_fields[i].off));
-        put(&o, "  \"good_compress_pct\": %u,\n",
-            rzs_stats_percent(st->good_compress, st->pages_stored));
-        put(&o, "  \"no_compress_pct\": %u,\n",
-            rzs_stats_percent(st->no_compress, st->pages_stored));
-        put_json_x100(&o, "fragmentation",
-                      rzs_stats_ratio_x100(st->mem_used_total, st->compr_data_size));
-        put_json_x100(&o, "compression_ratio",
-                      rzs_stats_ratio_x100(st->orig_data_size, st->compr_data_size));
-        put(&o, "  \"mlock\": %s,\n", facts->mlocked ? "true" : "false");
-        put(&o, "  \"io_flusher\": %s,\n", facts->io_flusher ? "true" : "false");
-        put_json_string(&o, "capabilities", fact_str(facts->capabilities), false);
-        put_json_string(&o, "compressor", fact_str(facts->compressor), true);
-        put(&o, "}\n");
-        return out_result(&o);
+        return format_with(emit_json, st, facts, buf, size);
 }
 
 /* ---- parsing ---- */

@@ -25,73 +25,9 @@
 #include "ramzswap/backing.h"
 #include "ramzswap/device.h"
 
+#include "pagegen.h"
+
 #define PAGE RZS_PAGE_SIZE
-
-/* ---- page generators ---- */
-
-static uint64_t next_rand(uint64_t *s)
-{
-        *s ^= *s << 13;
-        *s ^= *s >> 7;
-        *s ^= *s << 17;
-        return *s;
-}
-
-static void fill_noise(unsigned char *p, size_t n, uint64_t seed)
-{
-        seed = seed * 2654435761u + 1;
-        for (size_t i = 0; i < n; i += 8) {
-                uint64_t v = next_rand(&seed);
-
-                memcpy(p + i, &v, n - i < 8 ? n - i : 8);
-        }
-}
-
-/* Text-like data that LZO squeezes well under half a page. */
-static void fill_text(unsigned char *p, uint64_t seed)
-{
-        static const char *const words[] = {"swap ",   "page ", "kernel ", "ramzswap ",
-                                            "memory ", "lzo ",  "block ",  "slot "};
-        size_t i = 0;
-
-        seed = seed * 2654435761u + 1;
-        while (i < PAGE) {
-                const char *w = words[next_rand(&seed) % 8];
-                size_t n = strlen(w);
-
-                if (n > PAGE - i)
-                        n = PAGE - i;
-                memcpy(p + i, w, n);
-                i += n;
-        }
-}
-
-enum kind { K_ZERO, K_SAME, K_TEXT, K_HALF, K_NOISE, K_KINDS };
-
-static void fill_kind(unsigned char *p, enum kind k, uint64_t seed)
-{
-        uint32_t w = (uint32_t)seed | 1;
-
-        switch (k) {
-        case K_ZERO:
-                memset(p, 0, PAGE);
-                break;
-        case K_SAME:
-                for (size_t i = 0; i < PAGE; i += 4)
-                        memcpy(p + i, &w, 4);
-                break;
-        case K_TEXT:
-                fill_text(p, seed);
-                break;
-        case K_HALF: /* compresses to between 1/2 and 3/4 of a page */
-                fill_noise(p, PAGE / 2 + 256, seed);
-                memset(p + PAGE / 2 + 256, 0, PAGE / 2 - 256);
-                break;
-        default:
-                fill_noise(p, PAGE, seed);
-                break;
-        }
-}
 
 /* ---- temporary store files ---- */
 
@@ -131,6 +67,15 @@ static struct rzs_device *make_dev(const char *path, uint64_t disksize, uint64_t
                 fail_msg("rzs_device_create_msg: %d: %s", r, msg);
         assert_string_equal(msg, "");
         return dev;
+}
+
+/* The end of a test over a store file: the device is consistent, then it and the
+ * file go. */
+static void end_store_test(struct rzs_device *dev, struct tmpfile *t)
+{
+        assert_int_equal(rzs_device_check(dev), 0);
+        rzs_device_destroy(dev);
+        tmp_remove(t);
 }
 
 static struct rzs_stats stats(struct rzs_device *dev)
@@ -445,9 +390,7 @@ static void test_big_pages_to_store(void **state)
         assert_int_equal(rzs_device_write(dev, in, PAGE, 0), 0);
         assert_int_equal(rzs_device_read(dev, out, PAGE, 0), 0);
         assert_memory_equal(in, out, PAGE);
-        assert_int_equal(rzs_device_check(dev), 0);
-        rzs_device_destroy(dev);
-        tmp_remove(&t);
+        end_store_test(dev, &t);
 }
 
 /* A small memlimit: compressible pages fill the pool and the rest overflow to the
@@ -496,9 +439,7 @@ static void test_memlimit_overflow(void **state)
                 assert_int_equal(rzs_device_read(dev, out, 4 * PAGE, p * PAGE), 0);
                 assert_memory_equal(in, out, 4 * PAGE);
         }
-        assert_int_equal(rzs_device_check(dev), 0);
-        rzs_device_destroy(dev);
-        tmp_remove(&t);
+        end_store_test(dev, &t);
 }
 
 /* Trim and write-zeroes of store pages: they read as zeros and the file gives its
@@ -533,9 +474,7 @@ static void test_trim_store_pages(void **state)
         assert_int_equal(fstat(t.fd, &after), 0);
         if (fallocate(t.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, PAGE) == 0)
                 assert_true(after.st_blocks + 150 * PAGE / 512 <= before.st_blocks);
-        assert_int_equal(rzs_device_check(dev), 0);
-        rzs_device_destroy(dev);
-        tmp_remove(&t);
+        end_store_test(dev, &t);
 }
 
 /* A store that comes back short: the read is -EIO and counted, never data. */
@@ -566,9 +505,7 @@ static void test_read_error(void **state)
         /* The pool page next to it is unaffected. */
         assert_int_equal(rzs_device_read(dev, out, PAGE, 21 * PAGE), 0);
         assert_memory_equal(in, out, PAGE);
-        assert_int_equal(rzs_device_check(dev), 0);
-        rzs_device_destroy(dev);
-        tmp_remove(&t);
+        end_store_test(dev, &t);
 }
 
 /* Write errors, made deterministic with RLIMIT_FSIZE: writes past the limit fail
@@ -638,9 +575,7 @@ static void test_write_error(void **state)
         assert_int_equal(rzs_device_read(dev, out, PAGE, 50 * PAGE), 0);
         assert_memory_equal(a, out, PAGE);
         assert_int_equal(stats(dev).backing_pages, 0);
-        assert_int_equal(rzs_device_check(dev), 0);
-        rzs_device_destroy(dev);
-        tmp_remove(&t);
+        end_store_test(dev, &t);
 }
 
 /* ---- model-based random test ---- */
@@ -835,9 +770,7 @@ static void test_threads(void **state)
                 assert_int_equal(sh[i].bad, 0);
         assert_true(stats(dev).bdev_num_writes > 0);
         assert_true(stats(dev).bdev_num_reads > 0);
-        assert_int_equal(rzs_device_check(dev), 0);
-        rzs_device_destroy(dev);
-        tmp_remove(&t);
+        end_store_test(dev, &t);
 }
 
 int main(void)

@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -101,11 +102,21 @@ static void test_text_empty_device(void **state)
         assert_non_null(strstr(buf, "Compressor:           none\n"));
 }
 
+/* o has the number key, equal to want; a failure names the key. */
+static void assert_json_u64(const struct tj_object *o, const char *key, uint64_t want)
+{
+        uint64_t v;
+
+        if (!tj_u64(o, key, &v))
+                fail_msg("JSON has no number \"%s\"", key);
+        if (v != want)
+                fail_msg("JSON \"%s\": %" PRIu64 ", want %" PRIu64, key, v, want);
+}
+
 static void test_json_values(void **state)
 {
         char buf[RZS_STATS_TEXT_MAX];
         struct tj_object o;
-        uint64_t v;
         int n = rzs_stats_format_json(&sample, &sample_facts, buf, sizeof buf);
 
         assert_true(n > 0);
@@ -113,22 +124,14 @@ static void test_json_values(void **state)
         assert_true(tj_parse(buf, (size_t)n, &o));
         /* Every raw field (22 with backing_pages) + 4 derived + 4 facts. */
         assert_int_equal(o.n, sizeof(struct rzs_stats) / sizeof(uint64_t) + 8);
-        assert_true(tj_u64(&o, "disksize", &v));
-        assert_int_equal(v, 1073741824);
-        assert_true(tj_u64(&o, "compr_data_size", &v));
-        assert_int_equal(v, 1100000);
-        assert_true(tj_u64(&o, "pool_block_bytes", &v));
-        assert_int_equal(v, 1150000);
-        assert_true(tj_u64(&o, "good_compress", &v));
-        assert_int_equal(v, 900);
-        assert_true(tj_u64(&o, "good_compress_pct", &v));
-        assert_int_equal(v, 90);
-        assert_true(tj_u64(&o, "no_compress_pct", &v));
-        assert_int_equal(v, 5);
-        assert_true(tj_u64(&o, "same_pages", &v));
-        assert_int_equal(v, 12);
-        assert_true(tj_u64(&o, "bdev_num_writes", &v));
-        assert_int_equal(v, 8);
+        assert_json_u64(&o, "disksize", 1073741824);
+        assert_json_u64(&o, "compr_data_size", 1100000);
+        assert_json_u64(&o, "pool_block_bytes", 1150000);
+        assert_json_u64(&o, "good_compress", 900);
+        assert_json_u64(&o, "good_compress_pct", 90);
+        assert_json_u64(&o, "no_compress_pct", 5);
+        assert_json_u64(&o, "same_pages", 12);
+        assert_json_u64(&o, "bdev_num_writes", 8);
         assert_string_equal(tj_find(&o, "fragmentation")->value, "1.12");
         assert_string_equal(tj_find(&o, "compression_ratio")->value, "3.72");
         assert_int_equal(tj_find(&o, "mlock")->type, TJ_TRUE);

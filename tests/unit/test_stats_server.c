@@ -645,29 +645,28 @@ static void test_cli_foreign_socket(void **state)
         close(lfd);
 }
 
+/* Every test gets its own fixture (setup and teardown). */
+#define FRESH(test) cmocka_unit_test_setup_teardown(test, setup, teardown)
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test_setup_teardown(test_mode_and_replies, setup, teardown),
-            cmocka_unit_test_setup_teardown(test_concurrent_clients, setup, teardown),
-            cmocka_unit_test_setup_teardown(test_slow_clients_do_not_block, setup,
-                                            teardown),
-            cmocka_unit_test_setup_teardown(test_silent_client_gets_text, setup,
-                                            teardown),
-            cmocka_unit_test_setup_teardown(test_more_clients_than_slots, setup,
-                                            teardown),
-            cmocka_unit_test_setup_teardown(test_snapshot_error, setup, teardown),
-            cmocka_unit_test_setup_teardown(test_refuses_regular_file, setup, teardown),
-            cmocka_unit_test_setup_teardown(test_refuses_live_socket, setup, teardown),
-            cmocka_unit_test_setup_teardown(test_reuses_stale_socket, setup, teardown),
-            cmocka_unit_test_setup_teardown(test_bad_paths, setup, teardown),
-            cmocka_unit_test_setup_teardown(test_destroy_keeps_replaced_file, setup,
-                                            teardown),
-            cmocka_unit_test_setup_teardown(test_fork_does_not_remove, setup, teardown),
-            cmocka_unit_test_setup_teardown(test_destroy_without_start, setup, teardown),
-            cmocka_unit_test_setup_teardown(test_cli_table_and_json, setup, teardown),
-            cmocka_unit_test_setup_teardown(test_cli_errors, setup, teardown),
-            cmocka_unit_test_setup_teardown(test_cli_foreign_socket, setup, teardown),
+            FRESH(test_mode_and_replies),
+            FRESH(test_concurrent_clients),
+            FRESH(test_slow_clients_do_not_block),
+            FRESH(test_silent_client_gets_text),
+            FRESH(test_more_clients_than_slots),
+            FRESH(test_snapshot_error),
+            FRESH(test_refuses_regular_file),
+            FRESH(test_refuses_live_socket),
+            FRESH(test_reuses_stale_socket),
+            FRESH(test_bad_paths),
+            FRESH(test_destroy_keeps_replaced_file),
+            FRESH(test_fork_does_not_remove),
+            FRESH(test_destroy_without_start),
+            FRESH(test_cli_table_and_json),
+            FRESH(test_cli_errors),
+            FRESH(test_cli_foreign_socket),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
