@@ -21,7 +21,9 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -443,6 +445,39 @@ fail:
         return -1;
 }
 
+/* nbdkit keeps one request buffer per worker thread and grows it with realloc the
+ * first time a larger request arrives, and for a swap device the first large request
+ * is the first swap-out: glibc would map that buffer fresh (at or over its 128 KiB
+ * mmap threshold) and fault it in exactly when the machine is out of memory. In a
+ * locked, IO_FLUSHER server that fault cannot reclaim anything (measured: a worker
+ * spinning in try_to_free_pages at the first swap-out of the e2e global scenario).
+ * So once locked: one arena for every thread, requests up to MAX_REQUEST served from
+ * the heap and never trimmed, and WARM_HEAP_BYTES of heap faulted in now (under the
+ * lock, so it stays resident), enough for WARM_HEAP_BYTES / 256 KiB threads' largest
+ * swap requests (the kernel merges swap writes into 128 KiB). Not a guarantee: an
+ * arena made before this (a thread that allocated earlier) is not warmed. */
+#define WARM_HEAP_BYTES (4u << 20)
+
+static void warm_heap(void)
+{
+        void *p;
+
+        if (!mallopt(M_ARENA_MAX, 1) || !mallopt(M_MMAP_THRESHOLD, MAX_REQUEST) ||
+            !mallopt(M_TRIM_THRESHOLD, INT32_MAX)) {
+                warn("cannot tune malloc: the first swap requests may fault in memory");
+                return;
+        }
+        p = malloc(WARM_HEAP_BYTES);
+        if (p == NULL) {
+                warn("cannot pre-fault %u bytes of heap", WARM_HEAP_BYTES);
+                return;
+        }
+        /* volatile: the compiler may not drop a memset before free. */
+        for (size_t i = 0; i < WARM_HEAP_BYTES; i += 4096)
+                ((volatile char *)p)[i] = 0;
+        free(p);
+}
+
 /* Memory locks and threads do not survive fork: both happen here, hardening first
  * because dropping capabilities needs a process with a single thread. */
 static int ramzswap_after_fork(void)
@@ -459,6 +494,8 @@ static int ramzswap_after_fork(void)
         nbdkit_debug("mlock=%s: memory locked: %s, IO flusher: %s, capabilities kept: %s",
                      rzs_mlock_mode_name(params.mlock), harden.locked ? "yes" : "no",
                      harden.io_flusher ? "yes" : "no", harden.caps);
+        if (harden.locked)
+                warm_heap();
         if (stats_server) {
                 r = rzs_stats_server_start(stats_server);
                 if (r < 0) {
@@ -517,11 +554,20 @@ static int ramzswap_can_cache(void *handle)
         return NBDKIT_CACHE_NATIVE;
 }
 
-/* Report a failed device call once, naming it, and hand its errno to nbdkit. */
+/* Report a failed device call, naming it, and hand its errno to nbdkit. A full
+ * device refuses every write until the kernel frees swap: log those on the 1st, 2nd,
+ * 4th, 8th... refusal only, since a line per request through a slow console stalls
+ * the server (seen in the e2e guest); FailedWrites in the stats counts them all. */
 static int fail(const char *what, uint32_t count, uint64_t offset, int r)
 {
-        nbdkit_error("%s of %" PRIu32 " bytes at offset %" PRIu64 " failed: %s", what,
-                     count, offset, errstr(-r));
+        static _Atomic uint64_t nospace;
+        uint64_t n = r == -ENOSPC ? atomic_fetch_add(&nospace, 1) + 1 : 1;
+
+        if ((n & (n - 1)) == 0)
+                nbdkit_error("%s of %" PRIu32 " bytes at offset %" PRIu64
+                             " failed: %s%s",
+                             what, count, offset, errstr(-r),
+                             n > 1 ? " (logged at powers of two; see FailedWrites)" : "");
         nbdkit_set_error(-r);
         return -1;
 }

@@ -20,7 +20,8 @@ meson test -C build-san --print-errorlogs --num-processes 2 --no-suite e2e
 # pass rate is printed and the run never fails the suite.
 if [ "${RAMZSWAP_STRESS_RUNS:-1}" -gt 0 ]; then
     tests/e2e/run-e2e.sh --scenario global --runs "${RAMZSWAP_STRESS_RUNS:-1}" \
-        --plugin "$PWD/build/plugin/ramzswap.so" --workdir build/tests/e2e/work \
+        --plugin "$PWD/build/plugin/ramzswap.so" --workload-mib 256 --memlimit 96M \
+        --plugin-args reserve=64M --workdir build/tests/e2e/work \
         >build/e2e-global.log 2>&1 || true
     echo "e2e global stress (not a gate): $(grep -h 'pass rate' build/e2e-global.log || echo 'no result')"
 fi

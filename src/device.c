@@ -35,6 +35,7 @@
  * reading them takes no lock.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -44,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "ramzswap/backing.h"
 #include "ramzswap/codec.h"
@@ -55,6 +57,8 @@
 /* Tunables. */
 #define DEFAULT_WORKSPACES 64u   /* nbdkit runs up to 16 threads per connection */
 #define MAX_WORKSPACES     4096u /* a sanity cap on cfg->workspaces */
+#define LOWMEM_PROBE       64u   /* bytes of meminfo read at create */
+#define LOWMEM_MIN_FREE_X  2u    /* default lowmem: this many times vm.min_free_kbytes */
 
 /* Derived constants; do not edit. */
 #define PAGE            RZS_PAGE_SIZE
@@ -119,6 +123,7 @@ struct rzs_device {
 
         pthread_mutex_t pool_lock;
         struct xv_pool *pool;
+        int meminfo_fd; /* the pool's low-memory check; -1 = none */
 
         struct workspace *ws;
         unsigned nws;
@@ -342,6 +347,54 @@ static int open_backing(const struct rzs_config *cfg, struct rzs_backing **b, ch
         return r;
 }
 
+/* Default lowmem: LOWMEM_MIN_FREE_X times the kernel's min watermarks summed over
+ * its zones (vm.min_free_kbytes). Under the min watermark a fault enters direct
+ * reclaim; twice it stays clear of the low watermark and of the memory lower zones
+ * keep back from ordinary allocations, which MemFree still counts. 0 when unknown. */
+static uint64_t default_lowmem(void)
+{
+        char text[32];
+        ssize_t n;
+        int fd = open("/proc/sys/vm/min_free_kbytes", O_RDONLY | O_CLOEXEC);
+
+        if (fd < 0)
+                return 0;
+        n = read(fd, text, sizeof(text) - 1);
+        close(fd);
+        if (n <= 0)
+                return 0;
+        text[n] = '\0';
+        return strtoull(text, NULL, 10) * 1024 * LOWMEM_MIN_FREE_X;
+}
+
+/* Turn on the pool's low-memory check (see xv_pool_set_lowmem) unless cfg->lowmem
+ * is RZS_LOWMEM_OFF. Without an explicit meminfo path, a missing /proc or an
+ * unknown default threshold leaves it off; an explicit path must open. */
+static int lowmem_setup(struct rzs_device *dev, const struct rzs_config *cfg, char *msg,
+                        size_t msglen)
+{
+        const char *path = cfg->meminfo ? cfg->meminfo : "/proc/meminfo";
+        uint64_t min_bytes = cfg->lowmem ? cfg->lowmem : default_lowmem();
+        char first[LOWMEM_PROBE];
+
+        if (cfg->lowmem == RZS_LOWMEM_OFF || min_bytes == 0)
+                return 0;
+        dev->meminfo_fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (dev->meminfo_fd < 0) {
+                int e = errno;
+
+                if (cfg->meminfo == NULL)
+                        return 0;
+                explain(msg, msglen, "cannot open %s: %s", path, strerror(e));
+                return -e;
+        }
+        /* A first read makes procfs allocate the file's read buffer now, not at the
+         * first check, which comes when memory is short. */
+        (void)!pread(dev->meminfo_fd, first, sizeof(first), 0);
+        xv_pool_set_lowmem(dev->pool, dev->meminfo_fd, min_bytes);
+        return 0;
+}
+
 int rzs_device_create_msg(const struct rzs_config *cfg, struct rzs_device **out,
                           char *msg, size_t msglen)
 {
@@ -384,6 +437,7 @@ int rzs_device_create_msg(const struct rzs_config *cfg, struct rzs_device **out,
         dev->memlimit = cfg->memlimit;
         dev->backing = backing;
         dev->max_compressed = backing != NULL ? MAX_BACKING_CMP : MAX_COMPRESSED;
+        dev->meminfo_fd = -1;
         pthread_mutex_init(&dev->pool_lock, NULL);
 
         r = rzs_codec_find(cfg->compressor, &dev->codec);
@@ -407,6 +461,9 @@ int rzs_device_create_msg(const struct rzs_config *cfg, struct rzs_device **out,
         r = xv_pool_create(max_pages, cfg->reserve / PAGE, &dev->pool);
         if (r < 0)
                 goto err;
+        r = lowmem_setup(dev, cfg, msg, msglen);
+        if (r < 0)
+                goto err;
         r = ws_create(dev, cfg->workspaces ? cfg->workspaces : DEFAULT_WORKSPACES);
         if (r < 0)
                 goto err;
@@ -426,6 +483,8 @@ void rzs_device_destroy(struct rzs_device *dev)
                 return;
         ws_destroy(dev);
         xv_pool_destroy(dev->pool);
+        if (dev->meminfo_fd >= 0)
+                close(dev->meminfo_fd);
         rzs_table_destroy(dev->table);
         rzs_backing_close(dev->backing);
         pthread_mutex_destroy(&dev->pool_lock);

@@ -30,6 +30,15 @@
  * carving overtakes the claims it faults in the step itself. So up to
  * 3/2 POPULATE_PAGES pages not yet carved may be resident (96 KiB).
  *
+ * Low memory: with xv_pool_set_lowmem(), a page taken from the OS (carved or
+ * released) first asks /proc/meminfo whether the machine can spare it, once per
+ * LOWMEM_CHECK_PAGES such pages while the answer is yes and on every attempt while
+ * it is no. Only MemFree and MemAvailable are needed, and they are the 2nd and 3rd
+ * lines, so LOWMEM_TEXT bytes of the text suffice. Both must be low to refuse:
+ * MemFree alone is low on any busy machine full of clean page cache (reclaimable
+ * even without I/O), MemAvailable alone is near 0 whenever anonymous memory fills
+ * RAM, also while kswapd still keeps free pages above the watermarks.
+ *
  * Block header (one 32-bit word in front of every block):
  *   bit 0       block is free
  *   bit 1       the previous block in the page is free
@@ -54,13 +63,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "ramzswap/xvmalloc.h"
 
 /* Tunables. */
-#define ARENA_SHIFT    13u /* 8192 pages = 32 MiB of address space per arena */
-#define CACHE_SHIFT    5u  /* keep up to 1/32 of the data pages' worth of free pages */
-#define POPULATE_PAGES 16u /* pages faulted in per madvise when carving new memory */
+#define ARENA_SHIFT        13u /* 8192 pages = 32 MiB of address space per arena */
+#define CACHE_SHIFT        5u /* keep up to 1/32 of the data pages' worth of free pages */
+#define POPULATE_PAGES     16u  /* pages faulted in per madvise when carving new memory */
+#define LOWMEM_CHECK_PAGES 16u  /* pages taken from the OS per look at meminfo */
+#define LOWMEM_TEXT        256u /* bytes of meminfo read (MemAvailable is line 3) */
 
 /* Derived constants: do not edit. */
 #define ARENA_PAGES    (1u << ARENA_SHIFT)
@@ -102,6 +114,10 @@ struct xv_pool {
         uint32_t nfaulted;
         uint32_t *released; /* stack of PG_RELEASED pfns */
         uint32_t nreleased;
+        int meminfo_fd;         /* -1: no low-memory check */
+        uint64_t lowmem_bytes;  /* refuse OS pages under this MemFree/MemAvailable */
+        uint32_t lowmem_budget; /* OS pages allowed before the next look */
+        bool lowmem;            /* the last look found memory low */
         uint64_t l1;
         uint64_t l2[NWORDS];
         uint32_t head[NLISTS]; /* reference of each list's first block, 0 = empty */
@@ -219,10 +235,27 @@ static int find_list(const struct xv_pool *pool, unsigned i)
 
 /* ---- pages ---- */
 
+/* Write every page of len bytes at p, so that the pool's own bookkeeping never
+ * faults in memory later, when the machine may have none to give (a swap server
+ * then waits on itself). Fresh heap memory from calloc() is not written at all, and
+ * a page only ever read maps the shared zero page, which faults again on the first
+ * write; realloc() reads the old block to copy it. volatile: these stores must
+ * happen even where the compiler knows the memory is zero. */
+static void touch(void *p, size_t len)
+{
+        volatile uint8_t *b = p;
+
+        for (size_t i = 0; i < len; i += XV_PAGE_SIZE)
+                b[i] = b[i];
+        if (len)
+                b[len - 1] = b[len - 1];
+}
+
 static int map_arena(struct xv_pool *pool)
 {
         uint32_t a = pool->narenas;
-        size_t cap = (size_t)(a + 1) * ARENA_PAGES * sizeof(uint32_t);
+        size_t old = (size_t)a * ARENA_PAGES * sizeof(uint32_t);
+        size_t cap = old + ARENA_PAGES * sizeof(uint32_t);
         uint32_t *stack;
         void *mem;
 
@@ -230,13 +263,16 @@ static int map_arena(struct xv_pool *pool)
         if (!stack)
                 return -ENOMEM;
         pool->released = stack;
+        touch((uint8_t *)stack + old, cap - old);
         stack = realloc(pool->faulted, cap);
         if (!stack)
                 return -ENOMEM;
         pool->faulted = stack;
+        touch((uint8_t *)stack + old, cap - old);
         pool->state[a] = calloc(ARENA_PAGES, 1);
         if (!pool->state[a])
                 return -ENOMEM;
+        touch(pool->state[a], ARENA_PAGES);
         mem = mmap(NULL, ARENA_BYTES, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (mem == MAP_FAILED) {
@@ -294,6 +330,51 @@ static void release_page(struct xv_pool *pool, uint32_t pfn)
         *page_state(pool, pfn) = PG_RELEASED;
 }
 
+/* kB value of the meminfo line "name" (with its colon), or -1 when absent. */
+static int64_t meminfo_kb(const char *text, const char *name)
+{
+        const char *p = strstr(text, name);
+
+        return p ? strtoll(p + strlen(name), NULL, 10) : -1;
+}
+
+/* Whether meminfo shows MemFree and MemAvailable both under lowmem_bytes. */
+static bool memory_low(const struct xv_pool *pool)
+{
+        char text[LOWMEM_TEXT];
+        ssize_t n = pread(pool->meminfo_fd, text, sizeof(text) - 1, 0);
+        int64_t free_kb, avail_kb;
+
+        if (n <= 0)
+                return false;
+        text[n] = '\0';
+        free_kb = meminfo_kb(text, "MemFree:");
+        avail_kb = meminfo_kb(text, "MemAvailable:");
+        if (free_kb < 0)
+                return false;
+        if (avail_kb < 0) /* kernels before 3.14 */
+                avail_kb = free_kb;
+        return (uint64_t)free_kb * 1024 < pool->lowmem_bytes &&
+               (uint64_t)avail_kb * 1024 < pool->lowmem_bytes;
+}
+
+/* Whether a page from the OS must be refused now; see "Low memory" above. */
+static bool os_page_refused(struct xv_pool *pool)
+{
+        if (pool->meminfo_fd < 0)
+                return false;
+        if (pool->lowmem_budget == 0) {
+                pool->lowmem = memory_low(pool);
+                if (pool->lowmem) {
+                        pool->st.lowmem_refused++;
+                        return true;
+                }
+                pool->lowmem_budget = LOWMEM_CHECK_PAGES;
+        }
+        pool->lowmem_budget--;
+        return false;
+}
+
 /* A page for data: the reserve first, then released pages, then new ones. */
 static int get_page(struct xv_pool *pool, enum page_state use, uint32_t *pfn)
 {
@@ -304,6 +385,8 @@ static int get_page(struct xv_pool *pool, enum page_state use, uint32_t *pfn)
         if (pool->nfaulted) {
                 *pfn = pool->faulted[--pool->nfaulted];
                 pool->st.reserve_pages = pool->nfaulted;
+        } else if (os_page_refused(pool)) {
+                return -ENOSPC;
         } else if (pool->nreleased) {
                 *pfn = pool->released[--pool->nreleased];
         } else {
@@ -351,9 +434,11 @@ int xv_pool_create(uint64_t max_pages, uint64_t reserve_pages, struct xv_pool **
         pool = calloc(1, sizeof(*pool));
         if (!pool)
                 return -ENOMEM;
+        touch(pool, sizeof(*pool));
         pool->max_pages = max_pages;
         pool->reserve_target = reserve_pages;
         pool->next_pfn = 1; /* pfn 0 is never used: handle 0 stays invalid */
+        pool->meminfo_fd = -1;
         /* Pushed from the top so that pages are handed out in address order. */
         while (pool->nfaulted < reserve_pages) {
                 r = carve_page(pool, &pfn);
@@ -540,13 +625,21 @@ size_t xv_pool_prefault_claim(struct xv_pool *pool, void **addr)
         /* Only when the next page will be carved (no free page is left to reuse),
          * half a step ahead, and only in mapped arenas (carving maps them).
          * populated_pfn is a step boundary here, so a claim stays in its arena. */
-        if (pool->nfaulted || pool->nreleased ||
+        if (pool->nfaulted || pool->nreleased || pool->lowmem ||
             pfn >= pool->next_pfn + POPULATE_PAGES / 2 || pfn < pool->next_pfn ||
             (pfn >> ARENA_SHIFT) >= pool->narenas)
                 return 0;
         pool->populated_pfn = pfn + POPULATE_PAGES;
         *addr = page_addr(pool, pfn);
         return POPULATE_PAGES * XV_PAGE_SIZE;
+}
+
+void xv_pool_set_lowmem(struct xv_pool *pool, int meminfo_fd, uint64_t min_bytes)
+{
+        pool->meminfo_fd = meminfo_fd;
+        pool->lowmem_bytes = min_bytes;
+        pool->lowmem_budget = 0;
+        pool->lowmem = false;
 }
 
 void xv_prefault(void *addr, size_t len)

@@ -16,7 +16,10 @@
  * 3/4 of a page is stored raw in a whole pool page; the new object is allocated and
  * filled first, then swapped into the slot under the slot lock, then the old object
  * is freed, so a failed write leaves the old contents readable. Past memlimit a write
- * fails with -ENOSPC.
+ * fails with -ENOSPC, and so does one that would take memory from the OS (past the
+ * reserve and the pool's cache of free pages) while the machine is low on memory
+ * (cfg->lowmem): a swap server that waited for memory there would wait for its own
+ * swap I/O.
  *
  * Backing store (optional, cfg->backing): a file or block device; slot i lives at
  * byte i * 4096 there. Pages that compress to more than 1/2 page, and pages the pool
@@ -41,6 +44,8 @@
 #include <stdint.h>
 
 #define RZS_PAGE_SIZE 4096u
+/* rzs_config.lowmem value that turns the low-memory check off. */
+#define RZS_LOWMEM_OFF UINT64_MAX
 
 struct rzs_device;
 
@@ -54,6 +59,13 @@ struct rzs_config {
         const char *backing;    /* backing store path (file or block device); NULL =
                                  * none. disksize 0 = the store's size */
         bool backing_force;     /* use the store even if it holds other data */
+        uint64_t lowmem;        /* a write needing pool memory beyond the kept free
+                                 * pages (reserve, cache) fails with -ENOSPC while
+                                 * MemFree and MemAvailable are both under this many
+                                 * bytes; 0 = 2 * vm.min_free_kbytes (off if
+                                 * unknown), RZS_LOWMEM_OFF = no check */
+        const char *meminfo;    /* file read for that check; NULL = /proc/meminfo
+                                 * (off if it cannot be opened). For tests */
 };
 
 /* One consistent-enough snapshot of the counters (each field read atomically).
@@ -100,7 +112,8 @@ struct rzs_stats {
  * data pages at memlimit / 4096 (rounded down); reserve pages (reserve / 4096,
  * rounded down) are faulted in here. The page table and all workspaces are
  * allocated and faulted in here too, so I/O takes memory from the OS only for pool
- * pages past the reserve. The backing store is opened and checked here, before
+ * pages past the reserve. An explicit cfg->meminfo that cannot be opened fails with
+ * its errno. The backing store is opened and checked here, before
  * any write to it. */
 int rzs_device_create(const struct rzs_config *cfg, struct rzs_device **out);
 
@@ -117,12 +130,12 @@ void rzs_device_destroy(struct rzs_device *dev);
 uint64_t rzs_device_size(const struct rzs_device *dev);
 
 /* Page-aligned I/O of len bytes at off. Return 0 or a negative errno:
- * -EINVAL misaligned or out of range (counted as invalid I/O), -ENOSPC memory limit
- * or pool exhausted on write without a backing store (the slot keeps its old
- * contents), -EIO corrupt data on read or a backing store error (counted as a failed
- * read or write; a read's buffer must not be trusted).
- * A multi-page write that fails part way leaves the pages before the failure
- * written and the rest untouched. */
+ * -EINVAL misaligned or out of range (counted as invalid I/O), -ENOSPC memory limit,
+ * low system memory (cfg->lowmem) or pool exhausted on write without a backing store (the
+ * slot keeps its old contents), -EIO corrupt data on read or a backing store error
+ * (counted as a failed read or write; a read's buffer must not be trusted). A multi-page
+ * write that fails part way leaves the pages before the failure written and the rest
+ * untouched. */
 int rzs_device_read(struct rzs_device *dev, void *buf, uint64_t len, uint64_t off);
 int rzs_device_write(struct rzs_device *dev, const void *buf, uint64_t len, uint64_t off);
 /* Free the pages: they read as zeros afterwards (slot 0 included). */

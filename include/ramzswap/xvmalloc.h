@@ -57,11 +57,13 @@ typedef uint32_t xv_handle;
 struct xv_pool;
 
 struct xv_pool_stats {
-        uint64_t pages;         /* pool pages holding data (objects or whole pages) */
-        uint64_t reserve_pages; /* free pages kept faulted in (reserve + cache) */
-        uint64_t block_bytes;   /* bytes in allocated blocks, headers included */
-        uint64_t objects;       /* live objects (whole pages included) */
-        uint64_t whole_pages;   /* pages given out by xv_page_alloc */
+        uint64_t pages;          /* pool pages holding data (objects or whole pages) */
+        uint64_t reserve_pages;  /* free pages kept faulted in (reserve + cache) */
+        uint64_t block_bytes;    /* bytes in allocated blocks, headers included */
+        uint64_t objects;        /* live objects (whole pages included) */
+        uint64_t whole_pages;    /* pages given out by xv_page_alloc */
+        uint64_t lowmem_refused; /* allocations refused for low system memory
+                                  * (cumulative; see xv_pool_set_lowmem) */
 };
 
 /* Create an empty pool.
@@ -75,9 +77,11 @@ int xv_pool_create(uint64_t max_pages, uint64_t reserve_pages, struct xv_pool **
 /* Unmap everything. Handles die with the pool. NULL is allowed. */
 void xv_pool_destroy(struct xv_pool *pool);
 
-/* Allocate an object of size bytes (1 .. XV_MAX_ALLOC). O(1).
+/* Allocate an object of size bytes (1 .. XV_MAX_ALLOC). O(1), plus one pread of
+ * meminfo per 16 pages taken from the OS when xv_pool_set_lowmem() is on.
  * Returns 0 and *out, or -EINVAL (size out of range), -ENOSPC (would pass
- * max_pages), -ENOMEM (the OS refused an arena). *out is 0 on failure. */
+ * max_pages, or low system memory: see xv_pool_set_lowmem), -ENOMEM (the OS
+ * refused an arena). *out is 0 on failure. */
 int xv_malloc(struct xv_pool *pool, uint32_t size, xv_handle *out);
 
 /* Free an object from xv_malloc(). O(1). Coalesces; an emptied page goes back to the
@@ -99,6 +103,19 @@ void *xv_map(const struct xv_pool *pool, xv_handle h);
  * pass the range to xv_prefault() after unlocking. Skipping the fault-in is
  * harmless: the pages then fault in on first touch. */
 size_t xv_pool_prefault_claim(struct xv_pool *pool, void **addr);
+
+/* Make the pool refuse, with -ENOSPC, an allocation that needs a page from the OS
+ * (not one of its free faulted pages: the reserve and the cache) while the machine
+ * is low on memory: MemFree and MemAvailable both under min_bytes. In a locked swap
+ * server such a fault would enter direct reclaim, which can only wait for the swap
+ * I/O the server itself must complete; failing the write leaves the page in the
+ * kernel's swap cache instead. meminfo_fd is an open /proc/meminfo (or a file in
+ * its format), read with pread() from offset 0 into a stack buffer (no allocation;
+ * procfs keeps the read buffer of an open file) at most once per 16 pages taken
+ * from the OS, and on every such allocation while memory is low. A short or
+ * unreadable text allows the allocation. The pool does not own the fd; -1 turns
+ * the check off (the default). Also stops prefault claims while memory is low. */
+void xv_pool_set_lowmem(struct xv_pool *pool, int meminfo_fd, uint64_t min_bytes);
 
 /* Fault in len bytes at addr (madvise(MADV_POPULATE_WRITE), best effort). No lock
  * needed, even if the pool hands those pages out meanwhile: faulting in never

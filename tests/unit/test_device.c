@@ -10,99 +10,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <lzo/lzo1x.h>
 
 #include "ramzswap/device.h"
 
+#include "pagegen.h"
+
 #define PAGE RZS_PAGE_SIZE
-
-/* ---- page generators ---- */
-
-static uint64_t next_rand(uint64_t *s)
-{
-        *s ^= *s << 13;
-        *s ^= *s >> 7;
-        *s ^= *s << 17;
-        return *s;
-}
-
-static void fill_same(unsigned char *p, uint32_t pattern)
-{
-        for (size_t i = 0; i < PAGE; i += 4)
-                memcpy(p + i, &pattern, 4);
-}
-
-static void fill_noise(unsigned char *p, size_t n, uint64_t seed)
-{
-        seed |= 1;
-        for (size_t i = 0; i < n; i += 8) {
-                uint64_t v = next_rand(&seed);
-                memcpy(p + i, &v, n - i < 8 ? n - i : 8);
-        }
-}
-
-/* Text-like data: words from a small dictionary, chosen by seed. */
-static void fill_text(unsigned char *p, uint64_t seed)
-{
-        static const char *const words[] = {"swap ",   "page ", "kernel ", "ramzswap ",
-                                            "memory ", "lzo ",  "block ",  "slot ",
-                                            "\n",      "0x1f ", "struct ", "{} "};
-        size_t i = 0;
-
-        seed |= 1;
-        while (i < PAGE) {
-                const char *w = words[next_rand(&seed) % 12];
-                size_t n = strlen(w);
-
-                if (n > PAGE - i)
-                        n = PAGE - i;
-                memcpy(p + i, w, n);
-                i += n;
-        }
-}
-
-enum kind {
-        K_ZERO,
-        K_SAME,
-        K_ALMOST_SAME,
-        K_TEXT,
-        K_HALF,
-        K_MOSTLY_NOISE,
-        K_NOISE,
-        K_KINDS
-};
-
-static void fill_kind(unsigned char *p, enum kind k, uint64_t seed)
-{
-        switch (k) {
-        case K_ZERO:
-                memset(p, 0, PAGE);
-                break;
-        case K_SAME:
-                fill_same(p, (uint32_t)(seed | 1));
-                break;
-        case K_ALMOST_SAME: /* defeats the same-filled test only at its last byte */
-                fill_same(p, (uint32_t)seed);
-                p[PAGE - 1] ^= 0x5a;
-                break;
-        case K_TEXT:
-                fill_text(p, seed);
-                break;
-        case K_HALF: /* compresses to between 1/2 and 3/4 of a page */
-                fill_noise(p, PAGE / 2 + 256, seed);
-                memset(p + PAGE / 2 + 256, 0, PAGE / 2 - 256);
-                break;
-        case K_MOSTLY_NOISE: /* compresses, but to more than 3/4: stored raw */
-                fill_noise(p, PAGE / 4 * 3 + 256, seed);
-                memset(p + PAGE / 4 * 3 + 256, 0, PAGE / 4 - 256);
-                break;
-        default:
-                fill_noise(p, PAGE, seed);
-                break;
-        }
-}
 
 /* ---- helpers ---- */
 
@@ -584,6 +501,62 @@ static void test_reserve(void **state)
         rzs_device_destroy(dev);
 }
 
+/* Low system memory (cfg->lowmem, with meminfo from a file): a write that needs pool
+ * memory past the reserve fails with -ENOSPC and keeps the slot's old contents;
+ * writes the reserve covers, and same-filled pages, still succeed. */
+static void test_lowmem(void **state)
+{
+        char path[] = "/tmp/rzs-meminfo-XXXXXX";
+        int fd = mkstemp(path);
+        static const char low[] = "MemTotal: 204800 kB\nMemFree: 1000 kB\n"
+                                  "MemAvailable: 900 kB\n";
+        struct rzs_config cfg = {.disksize = 64 * PAGE,
+                                 .reserve = 4 * PAGE,
+                                 .lowmem = 4 * 1024 * 1024,
+                                 .meminfo = path};
+        struct rzs_device *dev;
+        unsigned char buf[PAGE], back[PAGE];
+        uint64_t slot;
+        int r = 0;
+        (void)state;
+
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, low, sizeof(low) - 1), (ssize_t)sizeof(low) - 1);
+        close(fd);
+        assert_int_equal(rzs_device_create(&cfg, &dev), 0);
+        /* Incompressible pages take a whole pool page each: 4 fit the reserve. */
+        for (slot = 1; slot <= 5 && r == 0; slot++) {
+                fill_noise(buf, PAGE, slot);
+                r = rzs_device_write(dev, buf, PAGE, slot * PAGE);
+        }
+        assert_int_equal(r, -ENOSPC);
+        assert_int_equal(slot - 1, 5);
+        /* Slot 4 keeps its page after a refused rewrite. */
+        fill_noise(buf, PAGE, 4);
+        fill_noise(back, PAGE, 99);
+        assert_int_equal(rzs_device_write(dev, back, PAGE, 5 * PAGE), -ENOSPC);
+        assert_int_equal(rzs_device_read(dev, back, PAGE, 4 * PAGE), 0);
+        assert_memory_equal(buf, back, PAGE);
+        fill_same(buf, 0x01020304);
+        assert_int_equal(rzs_device_write(dev, buf, PAGE, 6 * PAGE), 0);
+        assert_int_equal(stats(dev).failed_writes, 2);
+        assert_int_equal(rzs_device_check(dev), 0);
+        rzs_device_destroy(dev);
+
+        /* The check is off with RZS_LOWMEM_OFF; an explicit meminfo must open. */
+        cfg.lowmem = RZS_LOWMEM_OFF;
+        assert_int_equal(rzs_device_create(&cfg, &dev), 0);
+        for (slot = 1; slot <= 8; slot++) {
+                fill_noise(buf, PAGE, slot);
+                assert_int_equal(rzs_device_write(dev, buf, PAGE, slot * PAGE), 0);
+        }
+        rzs_device_destroy(dev);
+        unlink(path);
+        cfg.lowmem = 0;
+        assert_int_equal(rzs_device_create(&cfg, &dev), -ENOENT);
+        assert_null(dev);
+}
+
 /* ---- concurrency ----
  * Every data page written carries (slot, writer, seq) in its first 24 bytes and is
  * otherwise a pure function of them, so a reader can rebuild the page it should
@@ -747,6 +720,7 @@ int main(void)
             cmocka_unit_test(test_slot0_header),
             cmocka_unit_test(test_memlimit),
             cmocka_unit_test(test_reserve),
+            cmocka_unit_test(test_lowmem),
             cmocka_unit_test(test_threads),
             cmocka_unit_test(test_random_model),
         };

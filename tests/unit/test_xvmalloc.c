@@ -677,6 +677,79 @@ static void test_rss_returns(void **state)
         free(o);
 }
 
+/* A file in /proc/meminfo's format saying MemFree free_kb, MemAvailable avail_kb. */
+static void write_meminfo(int fd, unsigned free_kb, unsigned avail_kb)
+{
+        char text[160];
+        int n = snprintf(text, sizeof(text),
+                         "MemTotal:         204800 kB\nMemFree:        %8u kB\n"
+                         "MemAvailable:   %8u kB\nBuffers:              0 kB\n",
+                         free_kb, avail_kb);
+
+        assert_int_equal(ftruncate(fd, 0), 0);
+        assert_int_equal(pwrite(fd, text, (size_t)n, 0), n);
+}
+
+/* Low system memory: pages the pool keeps (reserve, cache) are always handed out;
+ * a page from the OS is refused with -ENOSPC while MemFree and MemAvailable are both
+ * under the threshold, allowed once either is above it, and a "yes" lasts 16 OS
+ * pages before meminfo is read again. */
+static void test_lowmem(void **state)
+{
+        char path[] = "/tmp/xv-meminfo-XXXXXX";
+        int fd = mkstemp(path);
+        struct xv_pool *pool;
+        xv_handle h[40], x;
+        void *addr;
+
+        (void)state;
+        assert_true(fd >= 0);
+        unlink(path);
+        assert_int_equal(xv_pool_create(0, 4, &pool), 0);
+        xv_pool_set_lowmem(pool, fd, 4 * MIB); /* 4096 kB */
+        write_meminfo(fd, 1000, 2000);
+
+        for (int i = 0; i < 4; i++) /* the reserve */
+                assert_int_equal(xv_page_alloc(pool, &h[i]), 0);
+        assert_int_equal(xv_page_alloc(pool, &x), -ENOSPC);
+        assert_int_equal(x, 0);
+        assert_int_equal(xv_malloc(pool, 100, &x), -ENOSPC);
+        assert_int_equal(stats(pool).lowmem_refused, 2);
+        assert_int_equal(stats(pool).pages, 4);
+        /* No fault-in ahead while memory is low. */
+        assert_int_equal(xv_pool_prefault_claim(pool, &addr), 0);
+
+        /* A freed page is kept and reused whatever meminfo says. */
+        xv_page_free(pool, h[3]);
+        assert_int_equal(xv_page_alloc(pool, &h[3]), 0);
+        assert_int_equal(xv_page_alloc(pool, &x), -ENOSPC);
+
+        /* Either figure above the threshold is enough. */
+        write_meminfo(fd, 1000, 5000);
+        assert_int_equal(xv_page_alloc(pool, &h[4]), 0);
+        /* That look allows 16 OS pages; the 17th looks again. */
+        write_meminfo(fd, 1000, 2000);
+        for (int i = 5; i < 20; i++)
+                assert_int_equal(xv_page_alloc(pool, &h[i]), 0);
+        assert_int_equal(xv_page_alloc(pool, &x), -ENOSPC);
+        write_meminfo(fd, 8000, 10);
+        assert_int_equal(xv_page_alloc(pool, &h[20]), 0);
+
+        /* An unreadable text allows; an fd of -1 turns the check off. */
+        write_meminfo(fd, 1000, 2000);
+        for (int i = 21; i < 36; i++)
+                assert_int_equal(xv_page_alloc(pool, &h[i]), 0);
+        assert_int_equal(ftruncate(fd, 0), 0);
+        assert_int_equal(xv_page_alloc(pool, &h[36]), 0);
+        write_meminfo(fd, 1000, 2000);
+        xv_pool_set_lowmem(pool, -1, 4 * MIB);
+        assert_int_equal(xv_page_alloc(pool, &h[37]), 0);
+        assert_int_equal(stats(pool).lowmem_refused, 4);
+        assert_int_equal(xv_pool_check(pool), 0);
+        xv_pool_destroy(pool);
+        close(fd);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -696,6 +769,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_page_cache, setup, teardown),
             cmocka_unit_test_setup_teardown(test_prefault_claim, setup, teardown),
             cmocka_unit_test_setup_teardown(test_rss_returns, setup, teardown),
+            cmocka_unit_test(test_lowmem),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
