@@ -790,11 +790,6 @@ int rzs_device_zero(struct rzs_device *dev, uint64_t len, uint64_t off)
         return discard(dev, len, off);
 }
 
-void rzs_device_count_invalid(struct rzs_device *dev)
-{
-        count(dev, C_INVALID_IO, 1);
-}
-
 void rzs_device_get_stats(const struct rzs_device *dev, struct rzs_stats *out)
 {
         memset(out, 0, sizeof(*out));

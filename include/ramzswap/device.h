@@ -145,9 +145,6 @@ int rzs_device_trim(struct rzs_device *dev, uint64_t len, uint64_t off);
  * pages written as data. */
 int rzs_device_zero(struct rzs_device *dev, uint64_t len, uint64_t off);
 
-/* Count a request refused before it reached the device (e.g. by the plugin). */
-void rzs_device_count_invalid(struct rzs_device *dev);
-
 void rzs_device_get_stats(const struct rzs_device *dev, struct rzs_stats *out);
 
 /* Verify the device's invariants (table against counters, every handle live in the
