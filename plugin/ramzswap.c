@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "ramzswap/backing.h"
+#include "ramzswap/codec.h"
 #include "ramzswap/device.h"
 #include "ramzswap/harden.h"
 #include "ramzswap/stats_server.h"
@@ -49,9 +50,6 @@
  * (0xffffffff would advertise requests nbdkit refuses). Trim and zero are not bound
  * by it (NBD protocol) and may be up to 4 GiB - 1. */
 #define MAX_REQUEST (32u << 20)
-
-static const char *const compressors[] = {"lzo"};
-#define N_COMPRESSORS (sizeof compressors / sizeof compressors[0])
 
 /* Parameters as given on the command line; bit i of `seen` is set once key i has been
  * given, so a repeated key is an error. */
@@ -79,7 +77,7 @@ static struct {
         uint64_t disksize;         /* bytes; default 25% of RAM */
         uint64_t memlimit;         /* bytes; default min(15% of RAM, disksize) */
         uint64_t reserve;          /* bytes; default 0 */
-        const char *compressor;    /* points into compressors[] */
+        const char *compressor;    /* a codec's own name (rzs_codec_find) */
         char *stats;               /* socket path (absolute, malloc'd) or NULL */
         enum rzs_mlock_mode mlock; /* default auto */
         char *backing;             /* store path (absolute, malloc'd) or NULL */
@@ -132,16 +130,18 @@ static const char *join(char *buf, size_t size, const char *const *names, size_t
 
 static int parse_compressor(const char *value)
 {
+        const struct rzs_codec *codec;
+        const char *const *names;
         char list[64];
+        size_t n;
 
-        for (size_t i = 0; i < N_COMPRESSORS; i++) {
-                if (strcmp(value, compressors[i]) == 0) {
-                        params.compressor = compressors[i];
-                        return 0;
-                }
+        if (rzs_codec_find(value, &codec) == 0) {
+                params.compressor = codec->name;
+                return 0;
         }
+        names = rzs_codec_names(&n);
         nbdkit_error("unknown compressor '%s' (available: %s)", value,
-                     join(list, sizeof list, compressors, N_COMPRESSORS, ", "));
+                     join(list, sizeof list, names, n, ", "));
         return -1;
 }
 
@@ -509,11 +509,12 @@ static int ramzswap_after_fork(void)
 
 static void ramzswap_dump_plugin(void)
 {
-        printf("ramzswap_version=%s\n", RAMZSWAP_VERSION);
+        size_t n;
+        const char *const *names = rzs_codec_names(&n);
         char list[64];
 
-        printf("ramzswap_compressors=%s\n",
-               join(list, sizeof list, compressors, N_COMPRESSORS, ","));
+        printf("ramzswap_version=%s\n", RAMZSWAP_VERSION);
+        printf("ramzswap_compressors=%s\n", join(list, sizeof list, names, n, ","));
 }
 
 static void *ramzswap_open(int readonly)
@@ -564,8 +565,7 @@ static int fail(const char *what, uint32_t count, uint64_t offset, int r)
         uint64_t n = r == -ENOSPC ? atomic_fetch_add(&nospace, 1) + 1 : 1;
 
         if ((n & (n - 1)) == 0)
-                nbdkit_error("%s of %" PRIu32 " bytes at offset %" PRIu64
-                             " failed: %s%s",
+                nbdkit_error("%s of %" PRIu32 " bytes at offset %" PRIu64 " failed: %s%s",
                              what, count, offset, errstr(-r),
                              n > 1 ? " (logged at powers of two; see FailedWrites)" : "");
         nbdkit_set_error(-r);

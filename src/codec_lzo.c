@@ -47,6 +47,14 @@ static int lzo_codec_init(void)
         return lzo_init() == LZO_E_OK ? 0 : -EIO;
 }
 
+const char *const *rzs_codec_names(size_t *n)
+{
+        static const char *const names[] = {"lzo"};
+
+        *n = sizeof(names) / sizeof(names[0]);
+        return names;
+}
+
 int rzs_codec_find(const char *name, const struct rzs_codec **out)
 {
         *out = NULL;

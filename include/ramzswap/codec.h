@@ -44,4 +44,7 @@ struct rzs_codec {
  * library failed its self-check). *out is NULL on failure. Thread-safe. */
 int rzs_codec_find(const char *name, const struct rzs_codec **out);
 
+/* The names rzs_codec_find() knows, *n of them, for help and error messages. */
+const char *const *rzs_codec_names(size_t *n);
+
 #endif /* RAMZSWAP_CODEC_H */
