@@ -1,0 +1,100 @@
+/* ramzswap: the OOM guard, which ends a swap livelock.
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * Purpose: when the device is full (memlimit reached, no backing store, or the pool
+ * may not grow) it refuses swap writes with ENOSPC. The kernel keeps each refused
+ * page dirty in its swap cache and tries again; its reclaim keeps "making progress"
+ * on those retries, so the OOM killer never runs and the machine livelocks (the
+ * in-kernel zram does the same at its mem_limit). The guard notices that state and
+ * asks the kernel's OOM killer to act once, by writing 'f' to /proc/sysrq-trigger:
+ * the killer ends the process with the highest badness, which is never the server
+ * (it runs with oom_score_adj -1000 under ramzswapctl).
+ *
+ * The state: for `window` consecutive periods the device was refusing (the last
+ * writes failed, and none has got through since), no page was written, and
+ * MemAvailable stayed under low_bytes. The kernel may keep retrying the refused
+ * writes or stop sending anything at all; either way nothing moves. All three
+ * conditions matter: refused writes alone happen on a machine that still has memory
+ * (a cgroup limit pushing pages out); low memory alone is the kernel's own business
+ * while writes succeed. After firing, the guard needs a whole new window before it fires
+ * again, so it never asks more than once per window.
+ *
+ * The decision (rzs_oomguard_judge) is a pure function of the samples, so tests feed
+ * it samples. The thread samples once a period: the device's counters and one
+ * pread of /proc/meminfo into a stack buffer, on descriptors opened at create (the
+ * sysrq trigger can only be opened as root; the descriptor keeps working after the
+ * server drops privileges). It allocates nothing once started.
+ *
+ * Lifecycle, as for the stats server: create in .get_ready (errors visible), start
+ * in .after_fork (threads do not survive fork), destroy at unload.
+ */
+#ifndef RAMZSWAP_OOMGUARD_H
+#define RAMZSWAP_OOMGUARD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ramzswap/device.h"
+
+/* One look at the device and the machine. */
+struct rzs_oomguard_sample {
+        uint64_t num_writes;    /* pages written (cumulative) */
+        uint64_t failed_writes; /* write requests refused (cumulative) */
+        uint64_t mem_available; /* MemAvailable, bytes */
+};
+
+/* The judge's memory between samples. Zero it to start. */
+struct rzs_oomguard_state {
+        struct rzs_oomguard_sample last;
+        bool have_last;
+        bool refusing;          /* writes failed since the last one got through */
+        unsigned stuck_periods; /* consecutive periods in the livelock state */
+};
+
+/* Feed one sample. Returns true when the guard should fire now (and restarts the
+ * count, so the next firing needs another full window). window >= 1. O(1). */
+bool rzs_oomguard_judge(struct rzs_oomguard_state *st,
+                        const struct rzs_oomguard_sample *now, unsigned window,
+                        uint64_t low_bytes);
+
+struct rzs_oomguard_config {
+        struct rzs_device *dev; /* counters are read from it; it outlives the guard */
+        const char *sysrq;      /* NULL = /proc/sysrq-trigger; tests give a file */
+        const char *meminfo;    /* NULL = /proc/meminfo; tests give a file */
+        unsigned period_ms;     /* 0 = RZS_OOMGUARD_PERIOD_MS */
+        unsigned window;        /* periods; 0 = RZS_OOMGUARD_WINDOW */
+        uint64_t low_bytes;     /* 0 = rzs_oomguard_default_low() */
+};
+
+#define RZS_OOMGUARD_PERIOD_MS 1000
+#define RZS_OOMGUARD_WINDOW    10
+
+/* MemAvailable under which the machine counts as out of memory: four times
+ * vm.min_free_kbytes (so above the kernel's high watermark at default settings),
+ * and at least 1% of RAM. 16 MiB if neither can be read. */
+uint64_t rzs_oomguard_default_low(void);
+
+struct rzs_oomguard;
+
+/* Open the trigger and meminfo. Returns 0 and *out, or -ENOMEM, or the errno of the
+ * failed open (-EACCES when not root). msg (may be NULL) gets one sentence naming
+ * the file on failure. The thread is not started. */
+int rzs_oomguard_create(const struct rzs_oomguard_config *cfg, struct rzs_oomguard **out,
+                        char *msg, size_t msglen);
+
+/* Start the sampling thread, once, in the process that serves. Returns 0, -EALREADY,
+ * or the pthread_create error. */
+int rzs_oomguard_start(struct rzs_oomguard *g);
+
+/* Take one sample and judge it, firing if the livelock has lasted a window: what
+ * the thread does once a period. For tests, which drive the guard without the
+ * thread; never call it while the thread runs. */
+void rzs_oomguard_poll(struct rzs_oomguard *g);
+
+/* Times the guard asked the OOM killer to act. Thread-safe. */
+uint64_t rzs_oomguard_fired(const struct rzs_oomguard *g);
+
+/* Stop and join the thread (if started), close the files. NULL is allowed. */
+void rzs_oomguard_destroy(struct rzs_oomguard *g);
+
+#endif /* RAMZSWAP_OOMGUARD_H */

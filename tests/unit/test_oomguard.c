@@ -1,0 +1,302 @@
+/* Unit tests for the OOM guard (src/oomguard.c): the judge on synthetic samples, and
+ * the guard on a real device that refuses writes, with files standing in for
+ * /proc/meminfo and /proc/sysrq-trigger. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ramzswap/device.h"
+#include "ramzswap/oomguard.h"
+
+#include "pagegen.h"
+
+#define LOW (UINT64_C(8) << 20)
+
+static struct rzs_oomguard_sample sample(uint64_t ok, uint64_t failed, uint64_t avail)
+{
+        return (struct rzs_oomguard_sample){
+            .num_writes = ok, .failed_writes = failed, .mem_available = avail};
+}
+
+/* Stuck periods in a row: fires on the window-th, then needs a whole new window. */
+static void test_judge_fires_after_window(void **state)
+{
+        struct rzs_oomguard_state st = {0};
+        struct rzs_oomguard_sample s = sample(100, 0, LOW / 2);
+
+        assert_false(rzs_oomguard_judge(&st, &s, 3, LOW)); /* first look: baseline */
+        for (int round = 0; round < 2; round++) {
+                for (int i = 1; i <= 3; i++) {
+                        s.failed_writes += 5;
+                        assert_int_equal(rzs_oomguard_judge(&st, &s, 3, LOW), i == 3);
+                }
+        }
+}
+
+/* Feed `periods` samples, each changed by (d_ok, d_failed) at `avail`; returns how
+ * often the judge fired. */
+static int feed(struct rzs_oomguard_state *st, struct rzs_oomguard_sample *s, int periods,
+                uint64_t d_ok, uint64_t d_failed, uint64_t avail)
+{
+        int fired = 0;
+
+        for (int i = 0; i < periods; i++) {
+                s->num_writes += d_ok;
+                s->failed_writes += d_failed;
+                s->mem_available = avail;
+                fired += rzs_oomguard_judge(st, s, 2, LOW);
+        }
+        return fired;
+}
+
+/* Any two of the three conditions keep the guard quiet. */
+static void test_judge_needs_all_three(void **state)
+{
+        struct rzs_oomguard_sample s = sample(0, 0, LOW / 2);
+        struct rzs_oomguard_state st;
+
+        /* refusals, but some writes get through */
+        st = (struct rzs_oomguard_state){0};
+        assert_int_equal(feed(&st, &s, 10, 1, 1, LOW / 2), 0);
+        /* refusals and nothing written, but memory to spare */
+        st = (struct rzs_oomguard_state){0};
+        assert_int_equal(feed(&st, &s, 10, 0, 1, LOW * 2), 0);
+        /* memory low and nothing written, but nothing ever refused */
+        st = (struct rzs_oomguard_state){0};
+        assert_int_equal(feed(&st, &s, 10, 0, 0, LOW / 2), 0);
+}
+
+/* Refusals, then silence: the kernel stopped sending anything. Still stuck. */
+static void test_judge_silence_after_refusals(void **state)
+{
+        struct rzs_oomguard_sample s = sample(50, 0, LOW / 2);
+        struct rzs_oomguard_state st = {0};
+
+        assert_int_equal(feed(&st, &s, 1, 0, 0, LOW / 2), 0); /* baseline */
+        assert_int_equal(feed(&st, &s, 1, 0, 3, LOW / 2), 0); /* refused */
+        assert_int_equal(feed(&st, &s, 1, 0, 0, LOW / 2), 1); /* nothing moves */
+        /* A write that gets through ends the refusing state for good. */
+        assert_int_equal(feed(&st, &s, 1, 1, 0, LOW / 2), 0);
+        assert_int_equal(feed(&st, &s, 10, 0, 0, LOW / 2), 0);
+}
+
+/* One good period in the middle restarts the count. */
+static void test_judge_progress_restarts_count(void **state)
+{
+        struct rzs_oomguard_state st = {0};
+        struct rzs_oomguard_sample s = sample(0, 0, 0);
+
+        rzs_oomguard_judge(&st, &s, 3, LOW);
+        s.failed_writes++;
+        assert_false(rzs_oomguard_judge(&st, &s, 3, LOW));
+        s.failed_writes++;
+        assert_false(rzs_oomguard_judge(&st, &s, 3, LOW));
+        s.num_writes++; /* a page got through */
+        assert_false(rzs_oomguard_judge(&st, &s, 3, LOW));
+        s.failed_writes++;
+        assert_false(rzs_oomguard_judge(&st, &s, 3, LOW));
+        s.failed_writes++;
+        assert_false(rzs_oomguard_judge(&st, &s, 3, LOW));
+        s.failed_writes++;
+        assert_true(rzs_oomguard_judge(&st, &s, 3, LOW));
+}
+
+struct fixture {
+        char meminfo[64];
+        char sysrq[64];
+        struct rzs_device *dev;
+        unsigned char page[RZS_PAGE_SIZE];
+};
+
+static void write_file(const char *path, const char *text)
+{
+        FILE *f = fopen(path, "w");
+
+        assert_non_null(f);
+        assert_int_equal(fputs(text, f) >= 0, 1);
+        assert_int_equal(fclose(f), 0);
+}
+
+static size_t file_size(const char *path)
+{
+        FILE *f = fopen(path, "r");
+        long n;
+
+        assert_non_null(f);
+        fseek(f, 0, SEEK_END);
+        n = ftell(f);
+        fclose(f);
+        return (size_t)n;
+}
+
+static void set_available(struct fixture *fx, unsigned kb)
+{
+        char text[128];
+
+        snprintf(text, sizeof text,
+                 "MemTotal: 262144 kB\nMemFree: %u kB\n"
+                 "MemAvailable: %u kB\n",
+                 kb, kb);
+        write_file(fx->meminfo, text);
+}
+
+/* A 64-page device with room for two raw pages, filled until it refuses. */
+static int setup(void **state)
+{
+        struct fixture *fx = calloc(1, sizeof *fx);
+        struct rzs_config cfg = {.disksize = 64 * RZS_PAGE_SIZE,
+                                 .memlimit = 2 * RZS_PAGE_SIZE};
+        int fd;
+
+        assert_non_null(fx);
+        strcpy(fx->meminfo, "/tmp/ramzswap-oomguard-meminfo-XXXXXX");
+        strcpy(fx->sysrq, "/tmp/ramzswap-oomguard-sysrq-XXXXXX");
+        assert_true((fd = mkstemp(fx->meminfo)) >= 0);
+        close(fd);
+        assert_true((fd = mkstemp(fx->sysrq)) >= 0);
+        close(fd);
+        assert_int_equal(rzs_device_create(&cfg, &fx->dev), 0);
+        for (uint64_t i = 0; i < 64; i++) {
+                fill_noise(fx->page, sizeof fx->page, i + 1);
+                if (rzs_device_write(fx->dev, fx->page, RZS_PAGE_SIZE,
+                                     i * RZS_PAGE_SIZE) == -ENOSPC)
+                        break;
+        }
+        *state = fx;
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        struct fixture *fx = *state;
+
+        rzs_device_destroy(fx->dev);
+        unlink(fx->meminfo);
+        unlink(fx->sysrq);
+        free(fx);
+        return 0;
+}
+
+static struct rzs_oomguard *make_guard(struct fixture *fx, unsigned window)
+{
+        struct rzs_oomguard_config cfg = {.dev = fx->dev,
+                                          .sysrq = fx->sysrq,
+                                          .meminfo = fx->meminfo,
+                                          .window = window,
+                                          .low_bytes = LOW};
+        struct rzs_oomguard *g;
+
+        assert_int_equal(rzs_oomguard_create(&cfg, &g, NULL, 0), 0);
+        return g;
+}
+
+/* Each period: the kernel retries a swap-out the full device refuses. */
+static void refused_period(struct fixture *fx, struct rzs_oomguard *g)
+{
+        fill_noise(fx->page, sizeof fx->page, 999);
+        assert_int_equal(
+            rzs_device_write(fx->dev, fx->page, RZS_PAGE_SIZE, 63 * RZS_PAGE_SIZE),
+            -ENOSPC);
+        rzs_oomguard_poll(g);
+}
+
+static void test_guard_fires_on_livelock(void **state)
+{
+        struct fixture *fx = *state;
+        struct rzs_oomguard *g;
+
+        set_available(fx, 1024);
+        g = make_guard(fx, 3);
+        rzs_oomguard_poll(g);
+        refused_period(fx, g);
+        refused_period(fx, g);
+        assert_int_equal(rzs_oomguard_fired(g), 0);
+        assert_int_equal(file_size(fx->sysrq), 0);
+        refused_period(fx, g);
+        assert_int_equal(rzs_oomguard_fired(g), 1);
+        assert_int_equal(file_size(fx->sysrq), 1); /* the 'f' */
+        refused_period(fx, g);                     /* a new window starts */
+        assert_int_equal(rzs_oomguard_fired(g), 1);
+        rzs_oomguard_destroy(g);
+}
+
+/* The same refusals on a machine with memory to spare: never. */
+static void test_guard_quiet_with_memory(void **state)
+{
+        struct fixture *fx = *state;
+        struct rzs_oomguard *g;
+
+        set_available(fx, 64 * 1024);
+        g = make_guard(fx, 3);
+        for (int i = 0; i < 10; i++)
+                refused_period(fx, g);
+        assert_int_equal(rzs_oomguard_fired(g), 0);
+        assert_int_equal(file_size(fx->sysrq), 0);
+        rzs_oomguard_destroy(g);
+}
+
+static void test_guard_thread_stops(void **state)
+{
+        struct fixture *fx = *state;
+        struct rzs_oomguard_config cfg = {
+            .dev = fx->dev, .sysrq = fx->sysrq, .meminfo = fx->meminfo, .period_ms = 1};
+        struct rzs_oomguard *g;
+
+        set_available(fx, 64 * 1024);
+        assert_int_equal(rzs_oomguard_create(&cfg, &g, NULL, 0), 0);
+        assert_int_equal(rzs_oomguard_start(g), 0);
+        assert_int_equal(rzs_oomguard_start(g), -EALREADY);
+        rzs_oomguard_destroy(g); /* joins; a hang here fails by the test timeout */
+}
+
+static void test_guard_create_names_file(void **state)
+{
+        struct fixture *fx = *state;
+        struct rzs_oomguard_config cfg = {.dev = fx->dev,
+                                          .sysrq = "/nonexistent/sysrq-trigger",
+                                          .meminfo = fx->meminfo};
+        struct rzs_oomguard *g = (void *)1;
+        char msg[128];
+
+        assert_int_equal(rzs_oomguard_create(&cfg, &g, msg, sizeof msg), -ENOENT);
+        assert_null(g);
+        assert_non_null(strstr(msg, "/nonexistent/sysrq-trigger"));
+}
+
+static void test_default_low_is_sane(void **state)
+{
+        uint64_t low = rzs_oomguard_default_low();
+
+        /* At least 1% of any machine's RAM and never the whole of this one. */
+        assert_true(low >= (UINT64_C(1) << 20));
+        assert_true(low < (uint64_t)sysconf(_SC_PHYS_PAGES) * 4096 / 10);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_judge_fires_after_window),
+            cmocka_unit_test(test_judge_needs_all_three),
+            cmocka_unit_test(test_judge_silence_after_refusals),
+            cmocka_unit_test(test_judge_progress_restarts_count),
+            cmocka_unit_test_setup_teardown(test_guard_fires_on_livelock, setup,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(test_guard_quiet_with_memory, setup,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(test_guard_thread_stops, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_guard_create_names_file, setup,
+                                            teardown),
+            cmocka_unit_test(test_default_low_is_sane),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
