@@ -17,24 +17,40 @@ usage() {
 usage: run-e2e.sh [options]
   --plugin PATH|memory   plugin to serve: a ramzswap .so, or nbdkit's memory plugin
                          as a stand-in (default: memory)
+  --swap zram            swap to the kernel's own zram instead (the in-kernel anchor:
+                         zram.ko and zsmalloc.ko from the same kernel package, with
+                         --disksize and --memlimit as its disksize and mem_limit)
+  --ctl PATH             bring ramzswap up and down with this ramzswapctl (the
+                         ramzswap plugin only; global and nofit use it when given)
+  --stat PATH            ramzswap-stat for the guest (used by ramzswapctl status)
   --plugin-args 'K=V ..' extra plugin parameters (e.g. 'allocator=zstd')
   --filter NAME          also load nbdkit filter NAME (repeatable; parameters go
                          in --plugin-args), e.g. error to show that I/O errors fail
   --sysctl KEY=VALUE     set a guest sysctl before swapon (repeatable), e.g.
                          vm.watermark_scale_factor=200
-  --scenario cgroup|global
-                         cgroup: workload in a memory cgroup, the server has room
-                         (the CI gate); global: pressure on the whole guest (stress)
+  --scenario cgroup|global|nofit
+                         cgroup: workload in a memory cgroup, the server has room;
+                         global: pressure on the whole guest, a workload that fits
+                         (passes when every page reads back); nofit: more
+                         incompressible data than RAM and memlimit hold (passes
+                         when the OOM killer ends the workload, the guest goes on
+                         and swap comes down cleanly)
   --workdir DIR          where the kernel .deb is cached and the guest is built
                          (default: ./e2e-work)
   --runs N               boot N times and report the pass rate (default: 1)
+  --majority             pass when most of the --runs pass, and stop booting as soon
+                         as the outcome is decided (a gate for a scenario that can
+                         only pass at a rate)
   --accel kvm|tcg        default: kvm if it really works here, else tcg
   --mem SIZE             guest RAM (default: 512M for cgroup, 256M for global)
-  --workload-mib N       workload size (default: 160 for cgroup, 320 for global)
+  --workload-mib N|P%    workload size in MiB, or P% of MemAvailable once swap is
+                         up (default: 160 for cgroup, 130% for global, 300 for
+                         nofit)
   --cgroup-max SIZE      memory.max of the workload's cgroup (default: 32M)
   --disksize SIZE        swap device size (default: 512M)
   --memlimit SIZE        ramzswap's memlimit= ('' for the plugin's default;
-                         default: 192M for cgroup, so the server has room)
+                         default: 192M for cgroup, so the server has room;
+                         96M for global and nofit)
   --deadline SECONDS     guest watchdog deadline (default: 240; host adds 60)
   --verbose              copy the guest console to stdout while it runs
 EOF
@@ -43,11 +59,15 @@ EOF
 SRCDIR=$(cd "$(dirname "$0")" && pwd)
 PLUGIN=memory
 PLUGIN_ARGS=""
+SWAP=nbd
+CTL=""
+STAT=""
 FILTERS=""
 SYSCTLS=""
 SCENARIO=cgroup
 WORKDIR=$PWD/e2e-work
 RUNS=1
+MAJORITY=no
 ACCEL=""
 MEM=""
 WORKLOAD_MIB=""
@@ -60,11 +80,15 @@ while [ $# -gt 0 ]; do
 	case "$1" in
 	--plugin) PLUGIN=$2; shift 2 ;;
 	--plugin-args) PLUGIN_ARGS=$2; shift 2 ;;
+	--swap) SWAP=$2; shift 2 ;;
+	--ctl) CTL=$2; shift 2 ;;
+	--stat) STAT=$2; shift 2 ;;
 	--filter) FILTERS="$FILTERS $2"; shift 2 ;;
 	--sysctl) SYSCTLS="$SYSCTLS $2"; shift 2 ;;
 	--scenario) SCENARIO=$2; shift 2 ;;
 	--workdir) WORKDIR=$2; shift 2 ;;
 	--runs) RUNS=$2; shift 2 ;;
+	--majority) MAJORITY=yes; shift ;;
 	--accel) ACCEL=$2; shift 2 ;;
 	--mem) MEM=$2; shift 2 ;;
 	--workload-mib) WORKLOAD_MIB=$2; shift 2 ;;
@@ -79,8 +103,19 @@ while [ $# -gt 0 ]; do
 done
 case "$SCENARIO" in
 cgroup) : "${WORKLOAD_MIB:=160}" "${MEM:=512M}" "${MEMLIMIT=192M}" ;;
-global) : "${WORKLOAD_MIB:=320}" "${MEM:=256M}" "${MEMLIMIT=}" ;;
+global) : "${WORKLOAD_MIB:=130%}" "${MEM:=256M}" "${MEMLIMIT=96M}" ;;
+nofit) : "${WORKLOAD_MIB:=300}" "${MEM:=256M}" "${MEMLIMIT=96M}" ;;
 *) echo "run-e2e: unknown scenario '$SCENARIO'" >&2; exit 1 ;;
+esac
+abspath() {
+	[ -f "$1" ] || { echo "run-e2e: $1 not found" >&2; exit 1; }
+	echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+}
+[ -z "$CTL" ] || CTL=$(abspath "$CTL")
+[ -z "$STAT" ] || STAT=$(abspath "$STAT")
+case "$SWAP" in
+nbd | zram) ;;
+*) echo "run-e2e: --swap must be zram (or leave it out for an NBD server)" >&2; exit 1 ;;
 esac
 
 log() { echo "run-e2e: $*"; }
@@ -235,21 +270,46 @@ copy_with_libs() {
 }
 copy_with_libs "$NBDKIT"
 copy_with_libs /usr/sbin/nbd-client
+# util-linux's swapon and swapoff, as a real machine has them (busybox's lack -p).
+copy_with_libs "$(command -v swapon)"
+copy_with_libs "$(command -v swapoff)"
 copy_with_libs "$PLUGIN_SO"
 for so in $FILTER_SOS; do
 	copy_with_libs "$so"
 done
 
-mkdir -p "$ROOT/$(dirname "$NBD_KO")"
-cp "$KDIR/$NBD_KO" "$ROOT/$NBD_KO"
+# A module and every module modules.dep says it needs, at their paths.
+copy_module() {
+	ko=$(cd "$KDIR" && find "lib/modules/$KVER" -name "$1.ko*" | head -n 1)
+	[ -n "$ko" ] || { log "FAIL: no $1.ko in $KDEB" >&2; exit 1; }
+	deps=$(sed -n "s|^${ko#lib/modules/$KVER/}:||p" "$KDIR/lib/modules/$KVER/modules.dep")
+	for m in "$ko" $(for d in $deps; do echo "lib/modules/$KVER/$d"; done); do
+		mkdir -p "$ROOT/$(dirname "$m")"
+		cp "$KDIR/$m" "$ROOT/$m"
+	done
+}
+copy_module nbd
+[ "$SWAP" = zram ] && copy_module zram
+if [ -n "$CTL" ]; then
+	cp "$CTL" "$ROOT/usr/sbin/ramzswapctl"
+	chmod 755 "$ROOT/usr/sbin/ramzswapctl"
+	[ -z "$STAT" ] || copy_with_libs "$STAT"
+fi
 for f in modules.dep modules.dep.bin modules.builtin modules.builtin.bin modules.order; do
 	cp "$KDIR/lib/modules/$KVER/$f" "$ROOT/lib/modules/$KVER/"
 done
 cp "$WORKDIR/bin/workload" "$WORKDIR/bin/watchdog" "$WORKDIR/bin/sockcat" "$ROOT/e2e/"
 cp "$SRCDIR/init.sh" "$ROOT/init"
 chmod 755 "$ROOT/init"
+CTL_ARGS="--size $DISKSIZE${MEMLIMIT:+ --memlimit $MEMLIMIT}${PLUGIN_ARGS:+ --plugin-args \"$PLUGIN_ARGS\"}"
 cat >"$ROOT/e2e/config" <<EOF
 SCENARIO='$SCENARIO'
+SWAP='$SWAP'
+CTL='$([ -n "$CTL" ] && echo /usr/sbin/ramzswapctl)'
+CTL_ENV='RAMZSWAP_PLUGIN=$PLUGIN_SO${STAT:+ RAMZSWAP_STAT=$STAT}'
+CTL_ARGS='$CTL_ARGS'
+DISKSIZE='$DISKSIZE'
+MEMLIMIT='$MEMLIMIT'
 PLUGIN_CMD='$PLUGIN_CMD'
 MKSWAP='$MKSWAP'
 STATS='$STATS'
@@ -304,7 +364,7 @@ run_once() {
 	wait $qemu
 	status=$?
 	set -e
-	tr -d '\r' <"$console" | grep -E '^(e2e|workload|e2e-stats):' || true
+	tr -d '\r' <"$console" | grep -E '^(e2e|workload|e2e-stats|e2e-status):' || true
 	result=$(tr -d '\r' <"$console" | grep -m 1 '^E2E-RESULT: ' || true)
 	if [ -z "$result" ]; then
 		[ "$status" = 124 ] && result="E2E-RESULT: FAIL host timeout after $((DEADLINE + 60)) s"
@@ -320,11 +380,26 @@ run_once() {
 }
 
 passed=0
+failed=0
 i=1
 while [ "$i" -le "$RUNS" ]; do
-	if run_once "$i"; then passed=$((passed + 1)); fi
+	if run_once "$i"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 	i=$((i + 1))
+	if [ "$MAJORITY" = yes ] &&
+		{ [ $((passed * 2)) -gt "$RUNS" ] || [ $((failed * 2)) -ge "$RUNS" ]; }; then
+		break
+	fi
 done
-log "scenario $SCENARIO, plugin: nbdkit $PLUGIN_CMD"
-log "pass rate $passed/$RUNS, total wall $(($(date +%s) - T0)) s"
-[ "$passed" = "$RUNS" ]
+if [ "$SWAP" = zram ]; then
+	log "scenario $SCENARIO, swap: zram disksize=$DISKSIZE mem_limit=${MEMLIMIT:-0}$SYSCTLS"
+elif [ -n "$CTL" ]; then
+	log "scenario $SCENARIO, swap: ramzswapctl up $CTL_ARGS$SYSCTLS"
+else
+	log "scenario $SCENARIO, swap: nbdkit $PLUGIN_CMD$SYSCTLS"
+fi
+log "pass rate $passed/$((passed + failed)), total wall $(($(date +%s) - T0)) s"
+if [ "$MAJORITY" = yes ]; then
+	[ $((passed * 2)) -gt "$RUNS" ]
+else
+	[ "$passed" = "$RUNS" ]
+fi

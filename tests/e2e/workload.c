@@ -38,8 +38,10 @@ static const char *const kind_name[K_COUNT] = {"zero", "same-filled", "text", "h
 
 struct config {
         uint64_t mib;
+        uint64_t pct_available; /* --mib P%: P% of MemAvailable at start instead */
         unsigned rewrite_permille;
         uint64_t seed;
+        bool only_random; /* --mix random: every page incompressible */
 };
 
 static uint64_t splitmix64(uint64_t x)
@@ -152,7 +154,7 @@ static enum kind fill_page(void *p, const struct config *cfg, uint64_t index,
                            unsigned pass)
 {
         uint64_t key = page_key(cfg, index, pass);
-        enum kind k = page_kind(key);
+        enum kind k = cfg->only_random ? K_RANDOM : page_kind(key);
 
         switch (k) {
         case K_ZERO:
@@ -257,13 +259,19 @@ static int parse_args(int argc, char **argv, struct config *cfg)
         *cfg = (struct config){
             .mib = 0, .rewrite_permille = 250, .seed = 0x72616d7a73776170ULL};
         for (int i = 1; i + 1 < argc; i += 2) {
-                if (strcmp(argv[i], "--mib") == 0)
+                if (strcmp(argv[i], "--mib") == 0 && strchr(argv[i + 1], '%'))
+                        cfg->mib = cfg->pct_available = strtoull(argv[i + 1], NULL, 10);
+                else if (strcmp(argv[i], "--mib") == 0)
                         cfg->mib = strtoull(argv[i + 1], NULL, 10);
                 else if (strcmp(argv[i], "--rewrite-permille") == 0)
                         cfg->rewrite_permille = (unsigned)strtoul(argv[i + 1], NULL, 10);
                 else if (strcmp(argv[i], "--seed") == 0)
                         cfg->seed = strtoull(argv[i + 1], NULL, 0);
-                else
+                else if (strcmp(argv[i], "--mix") == 0 &&
+                         strcmp(argv[i + 1], "random") == 0)
+                        cfg->only_random = true;
+                else if (strcmp(argv[i], "--mix") != 0 ||
+                         strcmp(argv[i + 1], "default") != 0)
                         return -EINVAL;
         }
         if (argc % 2 != 1 || cfg->mib == 0 || cfg->rewrite_permille > 1000)
@@ -314,7 +322,8 @@ int main(int argc, char **argv)
         setvbuf(stdout, NULL, _IOLBF, 0);
         if (parse_args(argc, argv, &cfg) < 0) {
                 fprintf(stderr,
-                        "usage: workload --mib N [--rewrite-permille P] [--seed S]\n");
+                        "usage: workload --mib N|P%% [--rewrite-permille P] [--seed S] "
+                        "[--mix default|random]\n");
                 return 2;
         }
         probe.vmstat_fd = open("/proc/vmstat", O_RDONLY | O_CLOEXEC);
@@ -324,6 +333,13 @@ int main(int argc, char **argv)
                 return 1;
         }
         limit_mib = memory_limit_mib(probe.meminfo_fd);
+        /* Sized from what the machine has left once swap is up, so that the same
+         * scenario fits beside any swap server (it holds memory of its own). */
+        if (cfg.pct_available) {
+                int64_t avail_kib = proc_value(probe.meminfo_fd, "MemAvailable");
+
+                cfg.mib = avail_kib < 0 ? 0 : (uint64_t)avail_kib * cfg.pct_available / 100 >> 10;
+        }
         expect_mib = ((int64_t)cfg.mib - limit_mib) * 3 / 4;
         printf("workload: %" PRIu64 " MiB, memory limit %" PRId64
                " MiB, expecting >= %" PRId64 " MiB swapped out and in\n",
