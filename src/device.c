@@ -35,9 +35,9 @@
  * reading them takes no lock.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -45,20 +45,22 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ramzswap/backing.h"
 #include "ramzswap/codec.h"
 #include "ramzswap/device.h"
+#include "ramzswap/lowmem.h"
 #include "ramzswap/swaphdr.h"
 #include "ramzswap/table.h"
 #include "ramzswap/xvmalloc.h"
 
 /* Tunables. */
-#define DEFAULT_WORKSPACES 64u   /* nbdkit runs up to 16 threads per connection */
-#define MAX_WORKSPACES     4096u /* a sanity cap on cfg->workspaces */
-#define LOWMEM_PROBE       64u   /* bytes of meminfo read at create */
-#define LOWMEM_MIN_FREE_X  2u    /* default lowmem: this many times vm.min_free_kbytes */
+#define DEFAULT_WORKSPACES 16u          /* nbdkit runs 16 threads per connection (-t) */
+#define MAX_WORKSPACES     4096u        /* a sanity cap on cfg->workspaces */
+#define REFILL_RETRY_MS    100u         /* refill thread: pause after may_grow said no */
+#define REFILL_STACK       (256u << 10) /* its stack: stack buffers of ~5 KiB */
 
 /* Derived constants; do not edit. */
 #define PAGE            RZS_PAGE_SIZE
@@ -123,7 +125,14 @@ struct rzs_device {
 
         pthread_mutex_t pool_lock;
         struct xv_pool *pool;
-        int meminfo_fd; /* the pool's low-memory check; -1 = none */
+        struct rzs_lowmem *lowmem; /* the pool's may_grow hook; NULL = none */
+
+        /* The refill thread (rzs_device_start_refill). Guarded by pool_lock. */
+        pthread_t refill_thread;
+        pthread_cond_t refill_cv; /* wakes the thread; waits use pool_lock */
+        bool refill_running;
+        bool refill_stop;
+        bool refill_waiting; /* the thread waits for the stock to run low */
 
         struct workspace *ws;
         unsigned nws;
@@ -173,8 +182,9 @@ static void pool_stats_refresh(struct rzs_device *dev)
 }
 
 /* Allocate a pool object of size bytes, or a whole page when raw. Returns 0 or
- * -ENOSPC: the device refuses rather than waits, whether the limit or the OS said
- * no. */
+ * -ENOSPC: the device refuses rather than waits, whether the limit, the OS or (with
+ * the refill thread) an empty stock said no. Wakes the refill thread when the
+ * stock runs low. */
 static int pool_alloc(struct rzs_device *dev, bool raw, uint32_t size, xv_handle *h)
 {
         size_t prefault;
@@ -185,6 +195,11 @@ static int pool_alloc(struct rzs_device *dev, bool raw, uint32_t size, xv_handle
         r = raw ? xv_page_alloc(dev->pool, h) : xv_malloc(dev->pool, size, h);
         prefault = xv_pool_prefault_claim(dev->pool, &addr);
         pool_stats_refresh(dev);
+        /* No syscall unless the thread sleeps, and then one: it clears the flag. */
+        if (dev->refill_waiting && xv_pool_stock_low(dev->pool)) {
+                dev->refill_waiting = false;
+                pthread_cond_signal(&dev->refill_cv);
+        }
         pthread_mutex_unlock(&dev->pool_lock);
         /* New pool memory faults in here, ahead of use and outside pool_lock. */
         if (prefault)
@@ -270,6 +285,131 @@ static void ws_destroy(struct rzs_device *dev)
         free(dev->ws);
 }
 
+/* ---- refill thread ----
+ * With the thread running, the pool is in refill mode: I/O threads never fault
+ * pool memory in (see include/ramzswap/xvmalloc.h); this thread does, so if a fault
+ * enters direct reclaim, only this thread waits in it. */
+
+/* Wait on refill_cv until woken or for ms milliseconds (0: no bound). Caller holds
+ * pool_lock. */
+static void refill_wait(struct rzs_device *dev, unsigned ms)
+{
+        struct timespec t;
+
+        if (ms == 0) {
+                pthread_cond_wait(&dev->refill_cv, &dev->pool_lock);
+                return;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        t.tv_sec += ms / 1000;
+        t.tv_nsec += (long)(ms % 1000) * 1000000L;
+        if (t.tv_nsec >= 1000000000L) {
+                t.tv_sec++;
+                t.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&dev->refill_cv, &dev->pool_lock, &t);
+}
+
+static void *refill_main(void *arg)
+{
+        struct rzs_device *dev = arg;
+
+        pthread_mutex_lock(&dev->pool_lock);
+        while (!dev->refill_stop) {
+                int r = xv_pool_refill(dev->pool, &dev->pool_lock);
+
+                pool_stats_refresh(dev);
+                if (r > 0)
+                        continue;
+                if (r < 0) {
+                        /* Memory is short (or the pool is full): look again later,
+                         * not at every I/O thread's wake-up. */
+                        refill_wait(dev, REFILL_RETRY_MS);
+                        continue;
+                }
+                dev->refill_waiting = !xv_pool_stock_low(dev->pool);
+                while (dev->refill_waiting && !dev->refill_stop)
+                        refill_wait(dev, 0);
+        }
+        pthread_mutex_unlock(&dev->pool_lock);
+        return NULL;
+}
+
+/* Start the thread with every signal blocked (they belong to the host program's
+ * threads) and a small stack (mlockall(MCL_FUTURE) charges all of it). */
+static int refill_spawn(struct rzs_device *dev)
+{
+        sigset_t all, old;
+        pthread_attr_t attr;
+        int r;
+
+        r = pthread_attr_init(&attr);
+        if (r != 0)
+                return -r;
+        (void)pthread_attr_setstacksize(&attr, REFILL_STACK);
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        r = pthread_create(&dev->refill_thread, &attr, refill_main, dev);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&attr);
+        return -r;
+}
+
+int rzs_device_start_refill(struct rzs_device *dev)
+{
+        int r;
+
+        pthread_mutex_lock(&dev->pool_lock);
+        if (dev->refill_running) {
+                pthread_mutex_unlock(&dev->pool_lock);
+                return 0;
+        }
+        xv_pool_set_refill(dev->pool, true);
+        /* The first stock is faulted in here, at start, as the reserve was. */
+        while (xv_pool_refill(dev->pool, &dev->pool_lock) > 0)
+                ;
+        pool_stats_refresh(dev);
+        dev->refill_stop = false;
+        r = refill_spawn(dev);
+        dev->refill_running = r == 0;
+        if (r < 0)
+                xv_pool_set_refill(dev->pool, false);
+        pthread_mutex_unlock(&dev->pool_lock);
+        return r;
+}
+
+/* Stop and join the thread, if running; the pool stays in refill mode. */
+static void refill_stop(struct rzs_device *dev)
+{
+        pthread_mutex_lock(&dev->pool_lock);
+        if (!dev->refill_running) {
+                pthread_mutex_unlock(&dev->pool_lock);
+                return;
+        }
+        dev->refill_stop = true;
+        pthread_cond_broadcast(&dev->refill_cv);
+        pthread_mutex_unlock(&dev->pool_lock);
+        pthread_join(dev->refill_thread, NULL);
+        dev->refill_running = false;
+}
+
+void rzs_device_get_refill_stats(struct rzs_device *dev, struct rzs_refill_stats *out)
+{
+        struct xv_pool_stats ps;
+
+        pthread_mutex_lock(&dev->pool_lock);
+        xv_pool_get_stats(dev->pool, &ps);
+        *out = (struct rzs_refill_stats){
+            .running = dev->refill_running,
+            .stock_pages = ps.reserve_pages,
+            .stock_target = ps.stock_target,
+            .refilled = ps.refilled,
+            .stock_empty = ps.stock_empty,
+            .lowmem_refused = ps.lowmem_refused,
+        };
+        pthread_mutex_unlock(&dev->pool_lock);
+}
+
 /* ---- create / destroy ---- */
 
 /* Explain a failure into msg (may be NULL), printf-style. */
@@ -326,6 +466,18 @@ static int check_config(const struct rzs_config *cfg, uint64_t size,
         return 0;
 }
 
+/* A condition whose timed waits use CLOCK_MONOTONIC: the refill thread's pauses
+ * must not stretch or shrink when the wall clock is set. */
+static void cond_init_monotonic(pthread_cond_t *cv)
+{
+        pthread_condattr_t a;
+
+        pthread_condattr_init(&a);
+        pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+        pthread_cond_init(cv, &a);
+        pthread_condattr_destroy(&a);
+}
+
 int rzs_device_create(const struct rzs_config *cfg, struct rzs_device **out)
 {
         return rzs_device_create_msg(cfg, out, NULL, 0);
@@ -347,51 +499,30 @@ static int open_backing(const struct rzs_config *cfg, struct rzs_backing **b, ch
         return r;
 }
 
-/* Default lowmem: LOWMEM_MIN_FREE_X times the kernel's min watermarks summed over
- * its zones (vm.min_free_kbytes). Under the min watermark a fault enters direct
- * reclaim; twice it stays clear of the low watermark and of the memory lower zones
- * keep back from ordinary allocations, which MemFree still counts. 0 when unknown. */
-static uint64_t default_lowmem(void)
-{
-        char text[32];
-        ssize_t n;
-        int fd = open("/proc/sys/vm/min_free_kbytes", O_RDONLY | O_CLOEXEC);
-
-        if (fd < 0)
-                return 0;
-        n = read(fd, text, sizeof(text) - 1);
-        close(fd);
-        if (n <= 0)
-                return 0;
-        text[n] = '\0';
-        return strtoull(text, NULL, 10) * 1024 * LOWMEM_MIN_FREE_X;
-}
-
-/* Turn on the pool's low-memory check (see xv_pool_set_lowmem) unless cfg->lowmem
- * is RZS_LOWMEM_OFF. Without an explicit meminfo path, a missing /proc or an
- * unknown default threshold leaves it off; an explicit path must open. */
+/* Give the pool its may_grow hook (see include/ramzswap/lowmem.h) unless cfg->lowmem
+ * is RZS_LOWMEM_OFF. Without explicit paths a missing /proc leaves it off; an
+ * explicit path must open. */
 static int lowmem_setup(struct rzs_device *dev, const struct rzs_config *cfg, char *msg,
                         size_t msglen)
 {
-        const char *path = cfg->meminfo ? cfg->meminfo : "/proc/meminfo";
-        uint64_t min_bytes = cfg->lowmem ? cfg->lowmem : default_lowmem();
-        char first[LOWMEM_PROBE];
+        const struct rzs_lowmem_config lc = {
+            .meminfo = cfg->meminfo,
+            .zoneinfo = cfg->zoneinfo,
+            .min_available = cfg->lowmem,
+        };
+        int r;
 
-        if (cfg->lowmem == RZS_LOWMEM_OFF || min_bytes == 0)
+        if (cfg->lowmem == RZS_LOWMEM_OFF)
                 return 0;
-        dev->meminfo_fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (dev->meminfo_fd < 0) {
-                int e = errno;
-
-                if (cfg->meminfo == NULL)
+        r = rzs_lowmem_open(&lc, &dev->lowmem);
+        if (r < 0) {
+                if (cfg->meminfo == NULL && cfg->zoneinfo == NULL && r != -ENOMEM)
                         return 0;
-                explain(msg, msglen, "cannot open %s: %s", path, strerror(e));
-                return -e;
+                explain(msg, msglen, "cannot open %s: %s",
+                        cfg->meminfo ? cfg->meminfo : cfg->zoneinfo, strerror(-r));
+                return r;
         }
-        /* A first read makes procfs allocate the file's read buffer now, not at the
-         * first check, which comes when memory is short. */
-        (void)!pread(dev->meminfo_fd, first, sizeof(first), 0);
-        xv_pool_set_lowmem(dev->pool, dev->meminfo_fd, min_bytes);
+        xv_pool_set_may_grow(dev->pool, rzs_lowmem_may_grow, dev->lowmem);
         return 0;
 }
 
@@ -437,8 +568,8 @@ int rzs_device_create_msg(const struct rzs_config *cfg, struct rzs_device **out,
         dev->memlimit = cfg->memlimit;
         dev->backing = backing;
         dev->max_compressed = backing != NULL ? MAX_BACKING_CMP : MAX_COMPRESSED;
-        dev->meminfo_fd = -1;
         pthread_mutex_init(&dev->pool_lock, NULL);
+        cond_init_monotonic(&dev->refill_cv);
 
         r = rzs_codec_find(cfg->compressor, &dev->codec);
         if (r < 0) {
@@ -481,12 +612,13 @@ void rzs_device_destroy(struct rzs_device *dev)
 {
         if (dev == NULL)
                 return;
+        refill_stop(dev);
         ws_destroy(dev);
         xv_pool_destroy(dev->pool);
-        if (dev->meminfo_fd >= 0)
-                close(dev->meminfo_fd);
+        rzs_lowmem_close(dev->lowmem);
         rzs_table_destroy(dev->table);
         rzs_backing_close(dev->backing);
+        pthread_cond_destroy(&dev->refill_cv);
         pthread_mutex_destroy(&dev->pool_lock);
         free(dev);
 }

@@ -30,14 +30,26 @@
  * carving overtakes the claims it faults in the step itself. So up to
  * 3/2 POPULATE_PAGES pages not yet carved may be resident (96 KiB).
  *
- * Low memory: with xv_pool_set_lowmem(), a page taken from the OS (carved or
- * released) first asks /proc/meminfo whether the machine can spare it, once per
- * LOWMEM_CHECK_PAGES such pages while the answer is yes and on every attempt while
- * it is no. Only MemFree and MemAvailable are needed, and they are the 2nd and 3rd
- * lines, so LOWMEM_TEXT bytes of the text suffice. Both must be low to refuse:
- * MemFree alone is low on any busy machine full of clean page cache (reclaimable
- * even without I/O), MemAvailable alone is near 0 whenever anonymous memory fills
- * RAM, also while kswapd still keeps free pages above the watermarks.
+ * Growth policy: the pool never decides itself whether the machine can spare a
+ * page; it asks the caller's may_grow hook (xv_pool_set_may_grow). Synchronously
+ * (refill mode off), a page taken from the OS on the allocation path asks once per
+ * GROW_CHECK_PAGES such pages while the answer is yes and on every attempt while
+ * it is no.
+ *
+ * Refill mode (xv_pool_set_refill): the allocation path never faults memory in. It
+ * takes blocks from the free lists and pages from the faulted stack (the stock,
+ * reserve included) only, and fails with -ENOSPC at once when the stock is empty:
+ * in a swap server, a fault under memory pressure enters direct reclaim, which
+ * waits for swap I/O that only the server's own I/O threads can complete. A
+ * background thread calls xv_pool_refill() to keep the stock at keep_limit(),
+ * which in refill mode is at least STOCK_MIN_PAGES: it claims pages under the lock
+ * (released pages first, then newly carved ones; they are PG_CLAIMED, on no stack),
+ * faults them in with the lock dropped, and publishes them on the faulted stack
+ * under the lock. A new arena is likewise prepared (mapped, its bookkeeping
+ * allocated and written) with the lock dropped and installed under it, so an I/O
+ * thread waiting for the lock never waits for a fault. Emptied pages past the stock
+ * are still released with madvise(MADV_DONTNEED) on the freeing path: a system call
+ * that faults nothing in.
  *
  * Block header (one 32-bit word in front of every block):
  *   bit 0       block is free
@@ -59,6 +71,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,11 +81,12 @@
 #include "ramzswap/xvmalloc.h"
 
 /* Tunables. */
-#define ARENA_SHIFT        13u /* 8192 pages = 32 MiB of address space per arena */
-#define CACHE_SHIFT        5u /* keep up to 1/32 of the data pages' worth of free pages */
-#define POPULATE_PAGES     16u  /* pages faulted in per madvise when carving new memory */
-#define LOWMEM_CHECK_PAGES 16u  /* pages taken from the OS per look at meminfo */
-#define LOWMEM_TEXT        256u /* bytes of meminfo read (MemAvailable is line 3) */
+#define ARENA_SHIFT      13u /* 8192 pages = 32 MiB of address space per arena */
+#define CACHE_SHIFT      5u  /* keep up to 1/32 of the data pages' worth of free pages */
+#define POPULATE_PAGES   16u /* pages faulted in per madvise when carving new memory */
+#define GROW_CHECK_PAGES 16u /* OS pages taken per may_grow question (sync) */
+#define STOCK_MIN_PAGES  1024u /* refill mode: free pages kept ready (4 MiB) */
+#define REFILL_BATCH     256u  /* pages faulted in per xv_pool_refill() */
 
 /* Derived constants: do not edit. */
 #define ARENA_PAGES    (1u << ARENA_SHIFT)
@@ -90,6 +104,7 @@
 
 _Static_assert(XV_PAGE_SIZE == 1u << PAGE_SHIFT, "page shift");
 _Static_assert(ARENA_PAGES % POPULATE_PAGES == 0, "a populate step stays in its arena");
+_Static_assert(REFILL_BATCH <= ARENA_PAGES, "a carved refill stays in its arena");
 _Static_assert(NLISTS % 64 == 0 && NWORDS <= 64, "two-level bitmap geometry");
 _Static_assert(XV_MIN_BLOCK >= XV_HEADER_SIZE + 2 * sizeof(uint32_t),
                "a free block must hold its header and two list links");
@@ -101,6 +116,7 @@ enum page_state {
         PG_WHOLE,      /* given to a caller by xv_page_alloc */
         PG_FAULTED,    /* free, faulted in, on the faulted stack (reserve, cache) */
         PG_RELEASED,   /* free, given back to the OS, on the released stack */
+        PG_CLAIMED,    /* being faulted in by xv_pool_refill, on no stack */
 };
 
 struct xv_pool {
@@ -114,10 +130,13 @@ struct xv_pool {
         uint32_t nfaulted;
         uint32_t *released; /* stack of PG_RELEASED pfns */
         uint32_t nreleased;
-        int meminfo_fd;         /* -1: no low-memory check */
-        uint64_t lowmem_bytes;  /* refuse OS pages under this MemFree/MemAvailable */
-        uint32_t lowmem_budget; /* OS pages allowed before the next look */
-        bool lowmem;            /* the last look found memory low */
+        xv_may_grow_fn may_grow; /* NULL: always yes */
+        void *may_grow_ctx;
+        uint32_t grow_budget; /* sync mode: OS pages allowed before the next ask */
+        bool grow_refused;    /* sync mode: the last answer was no */
+        bool refill_mode;     /* the allocation path takes only faulted pages */
+        bool refilling;       /* an xv_pool_refill() has pages claimed */
+        uint32_t nclaimed;    /* PG_CLAIMED pages */
         uint64_t l1;
         uint64_t l2[NWORDS];
         uint32_t head[NLISTS]; /* reference of each list's first block, 0 = empty */
@@ -251,38 +270,75 @@ static void touch(void *p, size_t len)
                 b[len - 1] = b[len - 1];
 }
 
-static int map_arena(struct xv_pool *pool)
+/* What one more arena needs, made without the pool: the mapping, its page states
+ * and free-page stacks big enough for every page of all arenas (filled in by
+ * arena_commit). All of it is written now, so nothing faults in later. */
+struct arena_prep {
+        uint32_t index; /* the arena this is for: pool->narenas when made */
+        uint8_t *mem;
+        uint8_t *state;
+        uint32_t *faulted, *released;
+};
+
+/* Prepare arena a. Touches no pool: may run without the pool's lock. */
+static int arena_prepare(uint32_t a, struct arena_prep *p)
 {
-        uint32_t a = pool->narenas;
-        size_t old = (size_t)a * ARENA_PAGES * sizeof(uint32_t);
-        size_t cap = old + ARENA_PAGES * sizeof(uint32_t);
-        uint32_t *stack;
+        size_t cap = (size_t)(a + 1) * ARENA_PAGES * sizeof(uint32_t);
         void *mem;
 
-        stack = realloc(pool->released, cap);
-        if (!stack)
-                return -ENOMEM;
-        pool->released = stack;
-        touch((uint8_t *)stack + old, cap - old);
-        stack = realloc(pool->faulted, cap);
-        if (!stack)
-                return -ENOMEM;
-        pool->faulted = stack;
-        touch((uint8_t *)stack + old, cap - old);
-        pool->state[a] = calloc(ARENA_PAGES, 1);
-        if (!pool->state[a])
-                return -ENOMEM;
-        touch(pool->state[a], ARENA_PAGES);
+        *p = (struct arena_prep){.index = a};
+        p->faulted = malloc(cap);
+        p->released = malloc(cap);
+        p->state = calloc(ARENA_PAGES, 1);
         mem = mmap(NULL, ARENA_BYTES, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (mem == MAP_FAILED) {
-                free(pool->state[a]);
-                pool->state[a] = NULL;
+        p->mem = mem == MAP_FAILED ? NULL : mem;
+        if (!p->faulted || !p->released || !p->state || !p->mem)
                 return -ENOMEM;
-        }
-        __atomic_store_n(&pool->arena[a], (uint8_t *)mem, __ATOMIC_RELEASE);
-        pool->narenas = a + 1;
+        touch(p->faulted, cap);
+        touch(p->released, cap);
+        touch(p->state, ARENA_PAGES);
         return 0;
+}
+
+/* Install a prepared arena; p keeps the old stacks for arena_discard(). Under the
+ * pool's lock; only copies into memory arena_prepare() already wrote. */
+static void arena_commit(struct xv_pool *pool, struct arena_prep *p)
+{
+        uint32_t *old_faulted = pool->faulted, *old_released = pool->released;
+        uint32_t a = p->index;
+
+        if (pool->nfaulted) /* the first arena has no stacks to copy (NULL) */
+                memcpy(p->faulted, pool->faulted, pool->nfaulted * sizeof(uint32_t));
+        if (pool->nreleased)
+                memcpy(p->released, pool->released, pool->nreleased * sizeof(uint32_t));
+        pool->faulted = p->faulted;
+        pool->released = p->released;
+        pool->state[a] = p->state;
+        __atomic_store_n(&pool->arena[a], p->mem, __ATOMIC_RELEASE);
+        pool->narenas = a + 1;
+        *p = (struct arena_prep){.faulted = old_faulted, .released = old_released};
+}
+
+/* Free what p holds: all of it if never committed, else the old stacks. */
+static void arena_discard(struct arena_prep *p)
+{
+        free(p->faulted);
+        free(p->released);
+        free(p->state);
+        if (p->mem)
+                munmap(p->mem, ARENA_BYTES);
+}
+
+static int map_arena(struct xv_pool *pool)
+{
+        struct arena_prep p;
+        int r = arena_prepare(pool->narenas, &p);
+
+        if (r == 0)
+                arena_commit(pool, &p);
+        arena_discard(&p);
+        return r;
 }
 
 /* A never-used page from the arenas, mapping a new arena when needed. */
@@ -307,12 +363,20 @@ static int carve_page(struct xv_pool *pool, uint32_t *pfn)
         return 0;
 }
 
-/* Most free pages to keep faulted in now: see "Keeping memory" above. */
+/* Most free pages to keep faulted in now: see "Keeping memory" above; in refill
+ * mode also at least STOCK_MIN_PAGES, but no more than could still be used. It is
+ * also the stock's target. */
 static uint64_t keep_limit(const struct xv_pool *pool)
 {
-        uint64_t cache = pool->st.pages >> CACHE_SHIFT;
+        uint64_t keep = pool->st.pages >> CACHE_SHIFT;
 
-        return cache > pool->reserve_target ? cache : pool->reserve_target;
+        if (pool->refill_mode) {
+                uint64_t room = pool->max_pages - pool->st.pages;
+
+                keep = keep > STOCK_MIN_PAGES ? keep : STOCK_MIN_PAGES;
+                keep = keep < room ? keep : room;
+        }
+        return keep > pool->reserve_target ? keep : pool->reserve_target;
 }
 
 /* Give the free page pfn back to the OS and put it on the released stack. */
@@ -330,52 +394,27 @@ static void release_page(struct xv_pool *pool, uint32_t pfn)
         *page_state(pool, pfn) = PG_RELEASED;
 }
 
-/* kB value of the meminfo line "name" (with its colon), or -1 when absent. */
-static int64_t meminfo_kb(const char *text, const char *name)
-{
-        const char *p = strstr(text, name);
-
-        return p ? strtoll(p + strlen(name), NULL, 10) : -1;
-}
-
-/* Whether meminfo shows MemFree and MemAvailable both under lowmem_bytes. */
-static bool memory_low(const struct xv_pool *pool)
-{
-        char text[LOWMEM_TEXT];
-        ssize_t n = pread(pool->meminfo_fd, text, sizeof(text) - 1, 0);
-        int64_t free_kb, avail_kb;
-
-        if (n <= 0)
-                return false;
-        text[n] = '\0';
-        free_kb = meminfo_kb(text, "MemFree:");
-        avail_kb = meminfo_kb(text, "MemAvailable:");
-        if (free_kb < 0)
-                return false;
-        if (avail_kb < 0) /* kernels before 3.14 */
-                avail_kb = free_kb;
-        return (uint64_t)free_kb * 1024 < pool->lowmem_bytes &&
-               (uint64_t)avail_kb * 1024 < pool->lowmem_bytes;
-}
-
-/* Whether a page from the OS must be refused now; see "Low memory" above. */
+/* Whether a page from the OS must be refused now (sync mode); see "Growth policy"
+ * above. */
 static bool os_page_refused(struct xv_pool *pool)
 {
-        if (pool->meminfo_fd < 0)
+        if (pool->may_grow == NULL)
                 return false;
-        if (pool->lowmem_budget == 0) {
-                pool->lowmem = memory_low(pool);
-                if (pool->lowmem) {
+        if (pool->grow_budget == 0) {
+                pool->grow_refused =
+                    !pool->may_grow(pool->may_grow_ctx, GROW_CHECK_PAGES);
+                if (pool->grow_refused) {
                         pool->st.lowmem_refused++;
                         return true;
                 }
-                pool->lowmem_budget = LOWMEM_CHECK_PAGES;
+                pool->grow_budget = GROW_CHECK_PAGES;
         }
-        pool->lowmem_budget--;
+        pool->grow_budget--;
         return false;
 }
 
-/* A page for data: the reserve first, then released pages, then new ones. */
+/* A page for data: the reserve (the stock) first, then, unless in refill mode,
+ * released pages, then new ones. */
 static int get_page(struct xv_pool *pool, enum page_state use, uint32_t *pfn)
 {
         int r;
@@ -385,6 +424,9 @@ static int get_page(struct xv_pool *pool, enum page_state use, uint32_t *pfn)
         if (pool->nfaulted) {
                 *pfn = pool->faulted[--pool->nfaulted];
                 pool->st.reserve_pages = pool->nfaulted;
+        } else if (pool->refill_mode) {
+                pool->st.stock_empty++;
+                return -ENOSPC;
         } else if (os_page_refused(pool)) {
                 return -ENOSPC;
         } else if (pool->nreleased) {
@@ -438,7 +480,6 @@ int xv_pool_create(uint64_t max_pages, uint64_t reserve_pages, struct xv_pool **
         pool->max_pages = max_pages;
         pool->reserve_target = reserve_pages;
         pool->next_pfn = 1; /* pfn 0 is never used: handle 0 stays invalid */
-        pool->meminfo_fd = -1;
         /* Pushed from the top so that pages are handed out in address order. */
         while (pool->nfaulted < reserve_pages) {
                 r = carve_page(pool, &pfn);
@@ -625,21 +666,163 @@ size_t xv_pool_prefault_claim(struct xv_pool *pool, void **addr)
         /* Only when the next page will be carved (no free page is left to reuse),
          * half a step ahead, and only in mapped arenas (carving maps them).
          * populated_pfn is a step boundary here, so a claim stays in its arena. */
-        if (pool->nfaulted || pool->nreleased || pool->lowmem ||
-            pfn >= pool->next_pfn + POPULATE_PAGES / 2 || pfn < pool->next_pfn ||
-            (pfn >> ARENA_SHIFT) >= pool->narenas)
+        if (pool->nfaulted || pool->nreleased || pool->grow_refused ||
+            pool->refill_mode || pfn >= pool->next_pfn + POPULATE_PAGES / 2 ||
+            pfn < pool->next_pfn || (pfn >> ARENA_SHIFT) >= pool->narenas)
                 return 0;
         pool->populated_pfn = pfn + POPULATE_PAGES;
         *addr = page_addr(pool, pfn);
         return POPULATE_PAGES * XV_PAGE_SIZE;
 }
 
-void xv_pool_set_lowmem(struct xv_pool *pool, int meminfo_fd, uint64_t min_bytes)
+void xv_pool_set_may_grow(struct xv_pool *pool, xv_may_grow_fn fn, void *ctx)
 {
-        pool->meminfo_fd = meminfo_fd;
-        pool->lowmem_bytes = min_bytes;
-        pool->lowmem_budget = 0;
-        pool->lowmem = false;
+        pool->may_grow = fn;
+        pool->may_grow_ctx = ctx;
+        pool->grow_budget = 0;
+        pool->grow_refused = false;
+}
+
+void xv_pool_set_refill(struct xv_pool *pool, bool on)
+{
+        pool->refill_mode = on;
+        /* Off again: the stock beyond the sync cache goes back to the OS. */
+        while (pool->nfaulted > keep_limit(pool))
+                release_page(pool, pool->faulted[--pool->nfaulted]);
+        pool->st.reserve_pages = pool->nfaulted;
+}
+
+uint64_t xv_pool_stock_deficit(const struct xv_pool *pool)
+{
+        uint64_t have = (uint64_t)pool->nfaulted + pool->nclaimed, want;
+
+        if (!pool->refill_mode)
+                return 0;
+        want = keep_limit(pool);
+        return have < want ? want - have : 0;
+}
+
+bool xv_pool_stock_low(const struct xv_pool *pool)
+{
+        /* Refill once a quarter of the stock is gone (or the one page the smallest
+         * stocks can lose), so the stock is topped up long before it runs dry. */
+        uint64_t target = keep_limit(pool);
+
+        return pool->refill_mode && xv_pool_stock_deficit(pool) > target / 4;
+}
+
+/* Claim up to want free pages for the stock: released pages first, then new ones
+ * from the current arena. They become PG_CLAIMED. Under the lock. */
+static uint32_t refill_claim(struct xv_pool *pool, uint32_t *pfn, uint32_t want)
+{
+        uint32_t n = 0;
+
+        while (n < want && pool->nreleased)
+                pfn[n++] = pool->released[--pool->nreleased];
+        while (n < want && pool->next_pfn <= XV_MAX_PAGES &&
+               (pool->next_pfn >> ARENA_SHIFT) < pool->narenas)
+                pfn[n++] = pool->next_pfn++;
+        for (uint32_t i = 0; i < n; i++)
+                *page_state(pool, pfn[i]) = PG_CLAIMED;
+        pool->nclaimed = n;
+        return n;
+}
+
+/* Fault in the claimed pages; no lock needed (nobody else touches them). Runs of
+ * consecutive pages take one madvise; a write does it where madvise cannot (kernels
+ * before 5.14). */
+static void refill_fault(const struct xv_pool *pool, const uint32_t *pfn, uint32_t n)
+{
+        for (uint32_t i = 0, run; i < n; i += run) {
+                uint8_t *addr = page_addr(pool, pfn[i]);
+
+                for (run = 1; i + run < n && pfn[i + run] == pfn[i] + run; run++)
+                        ;
+                if (madvise(addr, (size_t)run * XV_PAGE_SIZE, MADV_POPULATE_WRITE) == 0)
+                        continue;
+                for (uint32_t k = 0; k < run; k++)
+                        *(volatile uint8_t *)(addr + (size_t)k * XV_PAGE_SIZE) = 0;
+        }
+}
+
+/* Put the faulted pages on the stock, lowest address on top; any the stock no
+ * longer wants (data freed meanwhile) go back to the OS. Under the lock. */
+static void refill_publish(struct xv_pool *pool, const uint32_t *pfn, uint32_t n)
+{
+        uint64_t limit = keep_limit(pool);
+
+        for (uint32_t i = n; i-- > 0;) {
+                if (pool->nfaulted < limit) {
+                        *page_state(pool, pfn[i]) = PG_FAULTED;
+                        pool->faulted[pool->nfaulted++] = pfn[i];
+                        pool->st.refilled++;
+                } else {
+                        release_page(pool, pfn[i]);
+                }
+        }
+        pool->nclaimed = 0;
+        pool->st.reserve_pages = pool->nfaulted;
+}
+
+/* Map the next arena with lock dropped, when the released pages cannot cover want
+ * and carving has reached the end of the mapped arenas. Under the lock. */
+static int refill_arena(struct xv_pool *pool, pthread_mutex_t *lock, uint64_t want)
+{
+        struct arena_prep p;
+        uint32_t a = pool->narenas;
+        int r;
+
+        if (pool->nreleased >= want || pool->next_pfn > XV_MAX_PAGES ||
+            (pool->next_pfn >> ARENA_SHIFT) < a)
+                return 0;
+        pthread_mutex_unlock(lock);
+        r = arena_prepare(a, &p);
+        pthread_mutex_lock(lock);
+        if (r == 0 && pool->narenas == a)
+                arena_commit(pool, &p);
+        pthread_mutex_unlock(lock);
+        arena_discard(&p); /* free() and munmap() outside the lock too */
+        pthread_mutex_lock(lock);
+        return r;
+}
+
+int xv_pool_refill(struct xv_pool *pool, pthread_mutex_t *lock)
+{
+        uint32_t pfn[REFILL_BATCH], n;
+        uint64_t want = xv_pool_stock_deficit(pool);
+        bool ok = true;
+        int r;
+
+        if (want == 0 || pool->refilling)
+                return 0;
+        want = want < REFILL_BATCH ? want : REFILL_BATCH;
+        pool->refilling = true;
+        if (pool->may_grow) {
+                xv_may_grow_fn fn = pool->may_grow;
+                void *ctx = pool->may_grow_ctx;
+
+                pthread_mutex_unlock(lock); /* it reads files: not under the lock */
+                ok = fn(ctx, want);
+                pthread_mutex_lock(lock);
+                /* Data freed meanwhile may have filled the stock. */
+                want = ok && xv_pool_stock_deficit(pool) < want
+                           ? xv_pool_stock_deficit(pool)
+                           : want;
+        }
+        r = !ok ? -EAGAIN : want ? refill_arena(pool, lock, want) : 0;
+        if (r == -EAGAIN)
+                pool->st.lowmem_refused++;
+        n = r == 0 ? refill_claim(pool, pfn, (uint32_t)want) : 0;
+        if (n) {
+                pthread_mutex_unlock(lock);
+                refill_fault(pool, pfn, n);
+                pthread_mutex_lock(lock);
+                refill_publish(pool, pfn, n);
+        }
+        pool->refilling = false;
+        if (r == 0 && n == 0 && want)
+                r = -ENOSPC; /* every page a handle can name is carved */
+        return r < 0 ? r : (int)n;
 }
 
 void xv_prefault(void *addr, size_t len)
@@ -652,6 +835,7 @@ void xv_prefault(void *addr, size_t len)
 void xv_pool_get_stats(const struct xv_pool *pool, struct xv_pool_stats *out)
 {
         *out = pool->st;
+        out->stock_target = pool->refill_mode ? keep_limit(pool) : 0;
 }
 
 /* ---- consistency check ---- */
@@ -725,7 +909,7 @@ static unsigned check_list(const struct xv_pool *pool, unsigned i, uint64_t limi
 
 unsigned xv_pool_check(const struct xv_pool *pool)
 {
-        uint64_t nstate[PG_RELEASED + 1] = {0}, listed = 0;
+        uint64_t nstate[PG_CLAIMED + 1] = {0}, listed = 0;
         struct walk w = {0};
         uint8_t *seen;
         unsigned bad = 0;
@@ -735,7 +919,7 @@ unsigned xv_pool_check(const struct xv_pool *pool)
         for (uint32_t pfn = 1; pfn < pool->next_pfn; pfn++) {
                 uint8_t s = *page_state(pool, pfn);
 
-                if (s == PG_UNUSED || s > PG_RELEASED) {
+                if (s == PG_UNUSED || s > PG_CLAIMED) {
                         bad++;
                         continue;
                 }
@@ -753,7 +937,8 @@ unsigned xv_pool_check(const struct xv_pool *pool)
         /* Free-page stacks: right states, no duplicates, every free page on one. */
         if (pool->nfaulted != nstate[PG_FAULTED] || pool->nfaulted > keep_limit(pool))
                 bad++;
-        if (pool->nreleased != nstate[PG_RELEASED])
+        if (pool->nreleased != nstate[PG_RELEASED] ||
+            pool->nclaimed != nstate[PG_CLAIMED])
                 bad++;
         seen = calloc(pool->next_pfn, 1);
         if (!seen)

@@ -18,8 +18,14 @@
  * is freed, so a failed write leaves the old contents readable. Past memlimit a write
  * fails with -ENOSPC, and so does one that would take memory from the OS (past the
  * reserve and the pool's cache of free pages) while the machine is low on memory
- * (cfg->lowmem): a swap server that waited for memory there would wait for its own
- * swap I/O.
+ * (cfg->lowmem, include/ramzswap/lowmem.h): a swap server that waited for memory
+ * there would wait for its own swap I/O.
+ *
+ * Pool growth: until rzs_device_start_refill(), a write takes new pool memory from
+ * the OS itself (faulting it in). After it, writes never fault pool memory in: they
+ * use a stock of pre-faulted free pages (the reserve counts as stock) kept topped up
+ * by a refill thread while memory is comfortable, and fail with -ENOSPC at once
+ * when the stock is empty. A server starts the thread once it will not fork again.
  *
  * Backing store (optional, cfg->backing): a file or block device; slot i lives at
  * byte i * 4096 there. Pages that compress to more than 1/2 page, and pages the pool
@@ -30,7 +36,8 @@
  * unknown: the slot then reads as -EIO until it is rewritten or trimmed (any
  * other failed write keeps the old contents, as above).
  *
- * Locking (order): slot lock -> pool lock. Slot locks are striped or per entry; the
+ * Locking (order): slot lock -> pool lock (the refill thread takes the pool lock
+ * only, and drops it while it faults memory in). Slot locks are striped or per entry; the
  * pool lock guards the allocator only; (de)compression runs under neither the pool
  * lock nor any lock but the slot's own when reading. A slot's backing-store page is
  * read, written and discarded only under that slot's lock. Counters are atomics.
@@ -54,18 +61,32 @@ struct rzs_config {
         uint64_t memlimit;      /* max pool memory (MemUsedTotal) in bytes; 0 = none */
         uint64_t reserve;       /* pool memory faulted in at create and kept */
         const char *compressor; /* "lzo" (NULL means "lzo") */
-        unsigned workspaces;    /* per-thread (de)compression buffers made at create;
-                                 * 0 = a default sized for the plugin's threads */
+        unsigned workspaces;    /* (de)compression buffers made at create, one per
+                                 * thread compressing at once (more threads wait);
+                                 * 0 = 16, nbdkit's default thread count */
         const char *backing;    /* backing store path (file or block device); NULL =
                                  * none. disksize 0 = the store's size */
         bool backing_force;     /* use the store even if it holds other data */
-        uint64_t lowmem;        /* a write needing pool memory beyond the kept free
-                                 * pages (reserve, cache) fails with -ENOSPC while
-                                 * MemFree and MemAvailable are both under this many
-                                 * bytes; 0 = 2 * vm.min_free_kbytes (off if
-                                 * unknown), RZS_LOWMEM_OFF = no check */
+        uint64_t lowmem;        /* the pool grows only while MemFree stays above
+                                 * the kernel's reserve (zones' high watermarks and
+                                 * lowmem reserves) plus a margin, and MemAvailable
+                                 * stays at or above this many bytes (0 = any, as
+                                 * long as it covers the growth); RZS_LOWMEM_OFF =
+                                 * no check. See include/ramzswap/lowmem.h */
         const char *meminfo;    /* file read for that check; NULL = /proc/meminfo
-                                 * (off if it cannot be opened). For tests */
+                                 * (no check if it cannot be opened). For tests */
+        const char *zoneinfo;   /* NULL = /proc/zoneinfo (optional). For tests */
+};
+
+/* The refill thread and its stock (rzs_device_get_refill_stats). */
+struct rzs_refill_stats {
+        bool running;            /* the thread was started */
+        uint64_t stock_pages;    /* free pool pages faulted in now (reserve + cache
+                                  * + stock) */
+        uint64_t stock_target;   /* what the thread tops the stock up to */
+        uint64_t refilled;       /* pages the thread faulted in (cumulative) */
+        uint64_t stock_empty;    /* allocations refused on an empty stock (cumul.) */
+        uint64_t lowmem_refused; /* times the low-memory policy said no (cumul.) */
 };
 
 /* One consistent-enough snapshot of the counters (each field read atomically).
@@ -112,8 +133,9 @@ struct rzs_stats {
  * data pages at memlimit / 4096 (rounded down); reserve pages (reserve / 4096,
  * rounded down) are faulted in here. The page table and all workspaces are
  * allocated and faulted in here too, so I/O takes memory from the OS only for pool
- * pages past the reserve. An explicit cfg->meminfo that cannot be opened fails with
- * its errno. The backing store is opened and checked here, before
+ * pages past the reserve (and, once the refill thread runs, never: see Pool
+ * growth). An explicit cfg->meminfo or cfg->zoneinfo that cannot be opened fails
+ * with its errno. The backing store is opened and checked here, before
  * any write to it. */
 int rzs_device_create(const struct rzs_config *cfg, struct rzs_device **out);
 
@@ -123,8 +145,20 @@ int rzs_device_create(const struct rzs_config *cfg, struct rzs_device **out);
 int rzs_device_create_msg(const struct rzs_config *cfg, struct rzs_device **out,
                           char *msg, size_t msglen);
 
-/* Free everything. No I/O may be running. NULL is allowed. */
+/* Free everything, joining the refill thread first. No I/O may be running. NULL is
+ * allowed. */
 void rzs_device_destroy(struct rzs_device *dev);
+
+/* Switch pool growth to the refill thread (see Pool growth): fault in the first
+ * stock on the calling thread (up to 4 MiB, or the share of the data the pool keeps,
+ * while the low-memory policy allows), then start the thread. Call it after the
+ * last fork (threads do not survive one) and after mlockall, so the stock is
+ * locked. Calling it again does nothing. Returns 0, or -EAGAIN/-ENOMEM when the
+ * thread cannot start (the device then stays synchronous and usable). */
+int rzs_device_start_refill(struct rzs_device *dev);
+
+/* Snapshot of the refill thread's counters (takes the pool lock). */
+void rzs_device_get_refill_stats(struct rzs_device *dev, struct rzs_refill_stats *out);
 
 /* Size in bytes (disksize rounded down to a page). */
 uint64_t rzs_device_size(const struct rzs_device *dev);

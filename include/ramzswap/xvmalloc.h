@@ -14,6 +14,11 @@
  *    (a cache that spares swap churn a madvise and a fault per page); the rest are
  *    returned to the OS with madvise(MADV_DONTNEED). New memory is faulted in 16
  *    pages at a time, so up to 24 pages not yet handed out may be resident.
+ *  - Refill mode (xv_pool_set_refill): the allocation path never faults memory in;
+ *    it hands out only free blocks and the faulted free pages (the stock: reserve,
+ *    cache, and at least 1024 pages, 4 MiB, while that much may still be used), and
+ *    fails with -ENOSPC at once when the stock is empty. The caller runs a thread
+ *    that tops the stock up with xv_pool_refill(), woken when xv_pool_stock_low().
  *  - Every block in an object page starts with a 4-byte header holding its size, the
  *    offset of the previous block in the page and two flags (free, previous free);
  *    the caller's object follows the header. Block sizes are multiples of 4, at least
@@ -27,7 +32,9 @@
  * empty table. Handles stay valid until freed (no compaction yet).
  *
  * Locking: a pool is NOT thread-safe. The caller serialises every call that changes
- * the pool (alloc, free, page alloc/free, reserve, stats, check) with one lock.
+ * the pool (alloc, free, page alloc/free, reserve, stats, check, refill) with one
+ * lock; xv_pool_refill() takes that lock as an argument and drops it while it
+ * faults pages in or asks may_grow.
  * xv_map() alone may run without that lock, for a handle the caller owns: it reads
  * only the arena table, which is written once per arena before any handle into that
  * arena exists.
@@ -35,6 +42,8 @@
 #ifndef RAMZSWAP_XVMALLOC_H
 #define RAMZSWAP_XVMALLOC_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,9 +71,21 @@ struct xv_pool_stats {
         uint64_t block_bytes;    /* bytes in allocated blocks, headers included */
         uint64_t objects;        /* live objects (whole pages included) */
         uint64_t whole_pages;    /* pages given out by xv_page_alloc */
-        uint64_t lowmem_refused; /* allocations refused for low system memory
-                                  * (cumulative; see xv_pool_set_lowmem) */
+        uint64_t lowmem_refused; /* times may_grow said no: allocations refused
+                                  * (sync) or refills skipped (refill mode);
+                                  * cumulative */
+        uint64_t stock_empty;    /* refill mode: allocations refused because the
+                                  * stock was empty (cumulative) */
+        uint64_t refilled;       /* pages put on the stock by xv_pool_refill
+                                  * (cumulative) */
+        uint64_t stock_target;   /* refill mode: pages the stock is topped up to
+                                  * (reserve_pages is the stock now); 0 when off */
 };
+
+/* May the pool take npages more pages from the OS now? ctx is the hook's own. The
+ * pool calls it without any guarantee about which thread or lock it is on other
+ * than the caller's pool lock (sync mode) or no lock (xv_pool_refill). */
+typedef bool (*xv_may_grow_fn)(void *ctx, uint64_t npages);
 
 /* Create an empty pool.
  * max_pages: the pool never holds more data pages than this (0 = no limit of its own;
@@ -77,11 +98,11 @@ int xv_pool_create(uint64_t max_pages, uint64_t reserve_pages, struct xv_pool **
 /* Unmap everything. Handles die with the pool. NULL is allowed. */
 void xv_pool_destroy(struct xv_pool *pool);
 
-/* Allocate an object of size bytes (1 .. XV_MAX_ALLOC). O(1), plus one pread of
- * meminfo per 16 pages taken from the OS when xv_pool_set_lowmem() is on.
- * Returns 0 and *out, or -EINVAL (size out of range), -ENOSPC (would pass
- * max_pages, or low system memory: see xv_pool_set_lowmem), -ENOMEM (the OS
- * refused an arena). *out is 0 on failure. */
+/* Allocate an object of size bytes (1 .. XV_MAX_ALLOC). O(1); in sync mode plus
+ * one may_grow question per 16 pages taken from the OS. Returns 0 and *out, or
+ * -EINVAL (size out of range), -ENOSPC (would pass max_pages; may_grow said no;
+ * in refill mode, the stock is empty), -ENOMEM (the OS refused an arena). *out is
+ * 0 on failure. */
 int xv_malloc(struct xv_pool *pool, uint32_t size, xv_handle *out);
 
 /* Free an object from xv_malloc(). O(1). Coalesces; an emptied page goes back to the
@@ -99,23 +120,38 @@ void *xv_map(const struct xv_pool *pool, xv_handle h);
 /* Claim the next few pages the pool will carve, so the caller can fault them in
  * outside its lock: returns their length in bytes and *addr, or 0 (and NULL) when
  * nothing needs claiming yet (e.g. while free pages, the reserve included, remain
- * to be reused). Changes the pool: call it under the pool's lock; then
+ * to be reused, or in refill mode). Changes the pool: call it under the pool's lock; then
  * pass the range to xv_prefault() after unlocking. Skipping the fault-in is
  * harmless: the pages then fault in on first touch. */
 size_t xv_pool_prefault_claim(struct xv_pool *pool, void **addr);
 
-/* Make the pool refuse, with -ENOSPC, an allocation that needs a page from the OS
- * (not one of its free faulted pages: the reserve and the cache) while the machine
- * is low on memory: MemFree and MemAvailable both under min_bytes. In a locked swap
- * server such a fault would enter direct reclaim, which can only wait for the swap
- * I/O the server itself must complete; failing the write leaves the page in the
- * kernel's swap cache instead. meminfo_fd is an open /proc/meminfo (or a file in
- * its format), read with pread() from offset 0 into a stack buffer (no allocation;
- * procfs keeps the read buffer of an open file) at most once per 16 pages taken
- * from the OS, and on every such allocation while memory is low. A short or
- * unreadable text allows the allocation. The pool does not own the fd; -1 turns
- * the check off (the default). Also stops prefault claims while memory is low. */
-void xv_pool_set_lowmem(struct xv_pool *pool, int meminfo_fd, uint64_t min_bytes);
+/* Set the growth policy: fn (NULL = always yes) is asked before the pool takes
+ * pages from the OS. Sync mode asks on the allocation path once per 16 such pages
+ * while the answer is yes and on every such allocation while it is no, which then
+ * fails with -ENOSPC (the reserve and cache are still handed out); a "no" also
+ * stops prefault claims. Refill mode asks only in xv_pool_refill(). In a swap
+ * server a fault under memory pressure enters direct reclaim, which can only wait
+ * for the swap I/O the server itself must complete. */
+void xv_pool_set_may_grow(struct xv_pool *pool, xv_may_grow_fn fn, void *ctx);
+
+/* Turn refill mode on or off (see Data layout). Off (the default) the allocation
+ * path takes pages from the OS itself. Turning it off gives back the stock beyond
+ * what sync mode keeps. */
+void xv_pool_set_refill(struct xv_pool *pool, bool on);
+
+/* Refill mode: pages the stock lacks to reach its target (0 when off or full). */
+uint64_t xv_pool_stock_deficit(const struct xv_pool *pool);
+
+/* Refill mode: whether the stock has fallen below its low mark (3/4 of the target)
+ * and the refill thread should be woken. Cheap: no system call. */
+bool xv_pool_stock_low(const struct xv_pool *pool);
+
+/* Add up to 256 faulted-in pages to the stock. Call with lock (the pool's lock)
+ * held; it is dropped while may_grow is asked, while a new arena is mapped, and
+ * while the pages are faulted in, and held again on return. Returns the number of
+ * pages added (0: the stock is full, or another refill is under way), -EAGAIN
+ * (may_grow said no), -ENOSPC (no page left for a handle to name) or -ENOMEM. */
+int xv_pool_refill(struct xv_pool *pool, pthread_mutex_t *lock);
 
 /* Fault in len bytes at addr (madvise(MADV_POPULATE_WRITE), best effort). No lock
  * needed, even if the pool hands those pages out meanwhile: faulting in never
@@ -127,8 +163,9 @@ void xv_pool_get_stats(const struct xv_pool *pool, struct xv_pool_stats *out);
 /* Walk the whole pool and count violated invariants: every free block is on the
  * list its size selects; bitmaps agree with the lists; no two free blocks are
  * adjacent; block sizes tile each page exactly; prev offsets and flags agree; every
- * free page is on one free-page stack, and no more are kept faulted in than the
- * reserve and cache allow; the counters match the walk. Returns 0 for a sound pool.
+ * free page is on one free-page stack (or claimed by a refill), and no more are
+ * kept faulted in than the reserve, cache and stock allow; the counters match the
+ * walk. Returns 0 for a sound pool.
  * O(pool size); for tests. */
 unsigned xv_pool_check(const struct xv_pool *pool);
 

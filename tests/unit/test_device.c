@@ -1,6 +1,7 @@
 /* Unit tests for the compressed page device (src/device.c): a model-based random
  * test against a plain array, focused tests of the I/O rules, and threads. */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -556,6 +557,98 @@ static void test_lowmem(void **state)
         assert_null(dev);
 }
 
+/* ---- refill thread ---- */
+
+static void write_text_file(const char *path, const char *text)
+{
+        FILE *f = fopen(path, "w");
+
+        assert_non_null(f);
+        assert_true(fputs(text, f) >= 0);
+        assert_int_equal(fclose(f), 0);
+}
+
+static struct rzs_refill_stats refill_stats(struct rzs_device *dev)
+{
+        struct rzs_refill_stats r;
+
+        rzs_device_get_refill_stats(dev, &r);
+        return r;
+}
+
+/* Poll (no timing assertion: a generous bound only stops a hung test) until the
+ * stock holds at least want pages. */
+static void wait_stock(struct rzs_device *dev, uint64_t want)
+{
+        for (int i = 0; i < 200000 && refill_stats(dev).stock_pages < want; i++)
+                usleep(100);
+        assert_true(refill_stats(dev).stock_pages >= want);
+}
+
+/* With the refill thread, writes use only the pre-faulted stock: while the
+ * low-memory policy says no the stock stays empty and writes fail at once with
+ * -ENOSPC; once memory is comfortable the thread fills it, and keeps it filled
+ * as writes drain it (woken by them). */
+static void test_refill_thread(void **state)
+{
+        enum { PAGES = 3000 };
+        char mi[] = "/tmp/rzs-mi-XXXXXX", zi[] = "/tmp/rzs-zi-XXXXXX";
+        int fdm = mkstemp(mi), fdz = mkstemp(zi);
+        struct rzs_config cfg = {
+            .disksize = (PAGES + 1) * (uint64_t)PAGE, .meminfo = mi, .zoneinfo = zi};
+        struct rzs_device *dev;
+        unsigned char buf[PAGE], back[PAGE];
+        uint64_t retries = 0;
+        (void)state;
+
+        assert_true(fdm >= 0 && fdz >= 0);
+        close(fdm);
+        close(fdz);
+        write_text_file(zi, "Node 0, zone   Normal\n  pages free     10\n"
+                            "        boost    0\n        high     100\n"
+                            "        managed  100000\n        protection: (0, 0)\n");
+        write_text_file(mi, "MemTotal: 204800 kB\nMemFree: 1000 kB\n"
+                            "MemAvailable: 900 kB\n");
+        assert_int_equal(rzs_device_create(&cfg, &dev), 0);
+        assert_false(refill_stats(dev).running);
+        assert_int_equal(rzs_device_start_refill(dev), 0);
+        assert_true(refill_stats(dev).running);
+        assert_int_equal(refill_stats(dev).stock_pages, 0);
+        assert_true(refill_stats(dev).lowmem_refused > 0);
+        fill_noise(buf, PAGE, 1);
+        assert_int_equal(rzs_device_write(dev, buf, PAGE, PAGE), -ENOSPC);
+        assert_int_equal(refill_stats(dev).stock_empty, 1);
+        assert_int_equal(stats(dev).mem_used_total, 0);
+
+        write_text_file(mi, "MemTotal: 20480000 kB\nMemFree: 10000000 kB\n"
+                            "MemAvailable: 10000000 kB\n");
+        wait_stock(dev, refill_stats(dev).stock_target);
+        /* More pages than the stock: the thread is woken and keeps up (a write
+         * that finds the stock empty is retried, as the kernel retries swap). */
+        for (uint64_t s = 1; s <= PAGES; s++) {
+                int r;
+
+                fill_noise(buf, PAGE, s);
+                while ((r = rzs_device_write(dev, buf, PAGE, s * PAGE)) == -ENOSPC) {
+                        retries++;
+                        wait_stock(dev, 1);
+                }
+                assert_int_equal(r, 0);
+        }
+        for (uint64_t s = 1; s <= PAGES; s++) {
+                fill_noise(buf, PAGE, s);
+                assert_int_equal(rzs_device_read(dev, back, PAGE, s * PAGE), 0);
+                assert_memory_equal(buf, back, PAGE);
+        }
+        print_message("refilled %" PRIu64 " pages, %" PRIu64 " writes retried\n",
+                      refill_stats(dev).refilled, retries);
+        assert_true(refill_stats(dev).refilled >= PAGES);
+        assert_int_equal(rzs_device_check(dev), 0);
+        rzs_device_destroy(dev); /* joins the thread */
+        unlink(mi);
+        unlink(zi);
+}
+
 /* ---- concurrency ----
  * Every data page written carries (slot, writer, seq) in its first 24 bytes and is
  * otherwise a pure function of them, so a reader can rebuild the page it should
@@ -721,6 +814,7 @@ int main(void)
             cmocka_unit_test(test_reserve),
             cmocka_unit_test(test_lowmem),
             cmocka_unit_test(test_threads),
+            cmocka_unit_test(test_refill_thread),
             cmocka_unit_test(test_random_model),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

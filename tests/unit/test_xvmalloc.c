@@ -7,13 +7,16 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -677,77 +680,283 @@ static void test_rss_returns(void **state)
         free(o);
 }
 
-/* A file in /proc/meminfo's format saying MemFree free_kb, MemAvailable avail_kb. */
-static void write_meminfo(int fd, unsigned free_kb, unsigned avail_kb)
-{
-        char text[160];
-        int n = snprintf(text, sizeof(text),
-                         "MemTotal:         204800 kB\nMemFree:        %8u kB\n"
-                         "MemAvailable:   %8u kB\nBuffers:              0 kB\n",
-                         free_kb, avail_kb);
+/* A may_grow hook whose answer the test sets; it counts the questions. */
+struct grow_answer {
+        bool yes;
+        unsigned asked;
+        uint64_t last_npages;
+};
 
-        assert_int_equal(ftruncate(fd, 0), 0);
-        assert_int_equal(pwrite(fd, text, (size_t)n, 0), n);
+static bool fake_may_grow(void *ctx, uint64_t npages)
+{
+        struct grow_answer *a = ctx;
+
+        a->asked++;
+        a->last_npages = npages;
+        return a->yes;
 }
 
-/* Low system memory: pages the pool keeps (reserve, cache) are always handed out;
- * a page from the OS is refused with -ENOSPC while MemFree and MemAvailable are both
- * under the threshold, allowed once either is above it, and a "yes" lasts 16 OS
- * pages before meminfo is read again. */
-static void test_lowmem(void **state)
+/* Sync mode: pages the pool keeps (reserve, cache) are always handed out; a page
+ * from the OS is refused with -ENOSPC while may_grow says no, and a "yes" lasts 16
+ * OS pages before the hook is asked again. */
+static void test_may_grow(void **state)
 {
-        char path[] = "/tmp/xv-meminfo-XXXXXX";
-        int fd = mkstemp(path);
+        struct grow_answer ans = {.yes = false};
         struct xv_pool *pool;
         xv_handle h[40], x;
         void *addr;
 
         (void)state;
-        assert_true(fd >= 0);
-        unlink(path);
         assert_int_equal(xv_pool_create(0, 4, &pool), 0);
-        xv_pool_set_lowmem(pool, fd, 4 * MIB); /* 4096 kB */
-        write_meminfo(fd, 1000, 2000);
-
+        xv_pool_set_may_grow(pool, fake_may_grow, &ans);
         for (int i = 0; i < 4; i++) /* the reserve */
                 assert_int_equal(xv_page_alloc(pool, &h[i]), 0);
+        assert_int_equal(ans.asked, 0);
         assert_int_equal(xv_page_alloc(pool, &x), -ENOSPC);
         assert_int_equal(x, 0);
         assert_int_equal(xv_malloc(pool, 100, &x), -ENOSPC);
         assert_int_equal(stats(pool).lowmem_refused, 2);
+        assert_int_equal(ans.asked, 2);
         assert_int_equal(stats(pool).pages, 4);
-        /* No fault-in ahead while memory is low. */
+        /* No fault-in ahead while the answer is no. */
         assert_int_equal(xv_pool_prefault_claim(pool, &addr), 0);
 
-        /* A freed page is kept and reused whatever meminfo says. */
+        /* A freed page is kept and reused whatever the hook says. */
         xv_page_free(pool, h[3]);
         assert_int_equal(xv_page_alloc(pool, &h[3]), 0);
         assert_int_equal(xv_page_alloc(pool, &x), -ENOSPC);
 
-        /* Either figure above the threshold is enough. */
-        write_meminfo(fd, 1000, 5000);
-        assert_int_equal(xv_page_alloc(pool, &h[4]), 0);
-        /* That look allows 16 OS pages; the 17th looks again. */
-        write_meminfo(fd, 1000, 2000);
-        for (int i = 5; i < 20; i++)
+        /* One yes allows 16 OS pages; the 17th asks again. */
+        ans.yes = true;
+        for (int i = 4; i < 20; i++)
                 assert_int_equal(xv_page_alloc(pool, &h[i]), 0);
+        assert_int_equal(ans.asked, 4);
+        assert_int_equal(ans.last_npages, 16);
+        ans.yes = false;
         assert_int_equal(xv_page_alloc(pool, &x), -ENOSPC);
-        write_meminfo(fd, 8000, 10);
-        assert_int_equal(xv_page_alloc(pool, &h[20]), 0);
+        assert_int_equal(ans.asked, 5);
 
-        /* An unreadable text allows; an fd of -1 turns the check off. */
-        write_meminfo(fd, 1000, 2000);
-        for (int i = 21; i < 36; i++)
-                assert_int_equal(xv_page_alloc(pool, &h[i]), 0);
-        assert_int_equal(ftruncate(fd, 0), 0);
-        assert_int_equal(xv_page_alloc(pool, &h[36]), 0);
-        write_meminfo(fd, 1000, 2000);
-        xv_pool_set_lowmem(pool, -1, 4 * MIB);
-        assert_int_equal(xv_page_alloc(pool, &h[37]), 0);
+        /* No hook: no question. */
+        xv_pool_set_may_grow(pool, NULL, NULL);
+        assert_int_equal(xv_page_alloc(pool, &h[20]), 0);
         assert_int_equal(stats(pool).lowmem_refused, 4);
         assert_int_equal(xv_pool_check(pool), 0);
+        for (int i = 0; i <= 20; i++)
+                xv_page_free(pool, h[i]);
+        assert_int_equal(xv_pool_check(pool), 0);
         xv_pool_destroy(pool);
-        close(fd);
+}
+
+/* Minor page faults this thread took so far. */
+static long thread_minflt(void)
+{
+        struct rusage ru;
+
+        assert_int_equal(getrusage(RUSAGE_THREAD, &ru), 0);
+        return ru.ru_minflt;
+}
+
+/* Refill the stock to its target as the refill thread would, with lock held. */
+static int refill_all(struct xv_pool *pool, pthread_mutex_t *lock)
+{
+        int r, total = 0;
+
+        pthread_mutex_lock(lock);
+        while ((r = xv_pool_refill(pool, lock)) > 0)
+                total += r;
+        pthread_mutex_unlock(lock);
+        return r < 0 ? r : total;
+}
+
+struct refiller {
+        struct xv_pool *pool;
+        pthread_mutex_t lock;
+        pthread_t thread;
+};
+
+static void *refiller_main(void *arg)
+{
+        struct refiller *rf = arg;
+
+        (void)refill_all(rf->pool, &rf->lock);
+        return NULL;
+}
+
+/* Stock pages now, read under the lock. */
+static uint64_t stock_now(struct refiller *rf)
+{
+        uint64_t n;
+
+        pthread_mutex_lock(&rf->lock);
+        n = stats(rf->pool).reserve_pages;
+        pthread_mutex_unlock(&rf->lock);
+        return n;
+}
+
+/* Take every page of the stock; each is already faulted in. */
+static uint32_t drain_stock(struct xv_pool *pool, xv_handle *w, uint32_t max)
+{
+        uint32_t n = 0;
+
+        while (n < max && xv_page_alloc(pool, &w[n]) == 0) {
+                memset(xv_map(pool, w[n]), 0x5a, XV_PAGE_SIZE);
+                n++;
+        }
+        return n;
+}
+
+/* Refill mode: allocations take only the stock and fail at once when it is empty,
+ * without faulting anything in; refilling (here on another thread, as in the
+ * device) brings the stock back and allocations succeed again. */
+static void test_refill_no_fault(void **state)
+{
+        enum { MAX = 4096 };
+        struct refiller rf = {.lock = PTHREAD_MUTEX_INITIALIZER};
+        xv_handle *w = calloc(MAX, sizeof(*w)), x;
+        uint64_t target, rss0;
+        uint32_t n, m;
+        long flt0;
+
+        (void)state;
+        assert_non_null(w);
+        assert_int_equal(xv_pool_create(0, 0, &rf.pool), 0);
+        xv_pool_set_refill(rf.pool, true);
+        target = stats(rf.pool).stock_target;
+        assert_true(target >= 1024);
+        /* Nothing in stock: refused at once, and no memory taken. */
+        rss0 = rss_bytes();
+        flt0 = thread_minflt();
+        for (int i = 0; i < 1000; i++) {
+                assert_int_equal(xv_page_alloc(rf.pool, &x), -ENOSPC);
+                assert_int_equal(xv_malloc(rf.pool, 100, &x), -ENOSPC);
+        }
+        assert_true(thread_minflt() - flt0 < 16);
+        assert_true(rss_bytes() < rss0 + 256 * 1024);
+        assert_int_equal(stats(rf.pool).stock_empty, 2000);
+        assert_int_equal(stats(rf.pool).pages, 0);
+
+        assert_int_equal(refill_all(rf.pool, &rf.lock), (int)target);
+        assert_int_equal(stats(rf.pool).reserve_pages, target);
+        assert_int_equal(xv_pool_check(rf.pool), 0);
+        /* The stock is spent without a single fault, then refused again. */
+        flt0 = thread_minflt();
+        n = drain_stock(rf.pool, w, MAX);
+        assert_true(thread_minflt() - flt0 < 16);
+        assert_true(n >= target && n < MAX);
+        assert_int_equal(xv_page_alloc(rf.pool, &x), -ENOSPC);
+        assert_true(xv_pool_stock_low(rf.pool));
+        assert_int_equal(xv_pool_check(rf.pool), 0);
+
+        /* Refill on another thread; wait (no timing assertion) for the stock. */
+        assert_int_equal(pthread_create(&rf.thread, NULL, refiller_main, &rf), 0);
+        for (int i = 0; i < 100000 && stock_now(&rf) < stats(rf.pool).stock_target; i++)
+                usleep(100);
+        pthread_join(rf.thread, NULL);
+        assert_true(stats(rf.pool).reserve_pages >= stats(rf.pool).stock_target);
+        m = drain_stock(rf.pool, w + n, MAX - n);
+        assert_true(m > 0);
+        for (uint32_t i = 0; i < n + m; i++)
+                xv_page_free(rf.pool, w[i]);
+        assert_int_equal(stats(rf.pool).pages, 0);
+        assert_int_equal(xv_pool_check(rf.pool), 0);
+        xv_pool_destroy(rf.pool);
+        free(w);
+}
+
+/* A may_grow "no" stops refills (the stock stays as it is, the reserve counts as
+ * stock); a "yes" lets them fill up to the target. */
+static void test_refill_may_grow(void **state)
+{
+        pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+        struct grow_answer ans = {.yes = false};
+        struct xv_pool *pool;
+
+        (void)state;
+        assert_int_equal(xv_pool_create(0, 8, &pool), 0);
+        xv_pool_set_may_grow(pool, fake_may_grow, &ans);
+        xv_pool_set_refill(pool, true);
+        assert_int_equal(stats(pool).reserve_pages, 8);
+        assert_int_equal(refill_all(pool, &lock), -EAGAIN);
+        assert_int_equal(ans.asked, 1);
+        assert_int_equal(ans.last_npages, 256);
+        assert_int_equal(stats(pool).reserve_pages, 8);
+        assert_int_equal(stats(pool).refilled, 0);
+        assert_int_equal(stats(pool).lowmem_refused, 1);
+        assert_int_equal(xv_pool_check(pool), 0);
+
+        ans.yes = true;
+        assert_int_equal(refill_all(pool, &lock), (int)stats(pool).stock_target - 8);
+        assert_int_equal(stats(pool).reserve_pages, stats(pool).stock_target);
+        assert_int_equal(stats(pool).refilled, stats(pool).stock_target - 8);
+        assert_int_equal(xv_pool_check(pool), 0);
+        /* Full: nothing to do, nothing asked. */
+        ans.asked = 0;
+        assert_int_equal(refill_all(pool, &lock), 0);
+        assert_int_equal(ans.asked, 0);
+        /* Off again: the stock shrinks back to the reserve. */
+        xv_pool_set_refill(pool, false);
+        assert_int_equal(stats(pool).reserve_pages, 8);
+        assert_int_equal(xv_pool_check(pool), 0);
+        xv_pool_destroy(pool);
+}
+
+/* Refill mode under churn: pages are freed (released or kept) and allocated while
+ * the stock is refilled from released pages and across arenas (8192 pages each);
+ * the stock respects max_pages. */
+static void test_refill_churn(void **state)
+{
+        enum { N = 20000, LIMIT = 19000 };
+        pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+        struct obj *o = calloc(N, sizeof(*o));
+        uint64_t seed = 7;
+        struct xv_pool *pool;
+        uint32_t n = 0;
+
+        (void)state;
+        assert_non_null(o);
+        assert_int_equal(xv_pool_create(LIMIT, 0, &pool), 0);
+        xv_pool_set_refill(pool, true);
+        for (uint32_t op = 0; op < 200000; op++) {
+                uint64_t r = splitmix(&seed);
+                bool grow = (op / 40000) % 2 == 0;
+
+                if (n < N && (n == 0 || r % 100 < (grow ? 70u : 30u))) {
+                        uint32_t size = r >> 40 & 1 ? 0 : 1 + (uint32_t)(r >> 8) % 3000;
+                        xv_handle h;
+                        int e =
+                            size ? xv_malloc(pool, size, &h) : xv_page_alloc(pool, &h);
+
+                        if (e == -ENOSPC) {
+                                assert_true(refill_all(pool, &lock) >= 0 ||
+                                            stats(pool).pages >= LIMIT - 1);
+                                continue;
+                        }
+                        assert_int_equal(e, 0);
+                        o[n].h = h;
+                        o[n].size = size ? size : XV_PAGE_SIZE;
+                        o[n].tag = op;
+                        fill(xv_map(pool, h), o[n].size, op);
+                        n++;
+                } else {
+                        uint32_t k = (uint32_t)(r >> 16) % n;
+
+                        obj_free(pool, &o[k]);
+                        o[k] = o[--n];
+                }
+                if (op % 20000 == 0) {
+                        assert_int_equal(xv_pool_check(pool), 0);
+                        assert_true(stats(pool).pages + stats(pool).stock_target <=
+                                        LIMIT ||
+                                    stats(pool).stock_target == 0);
+                }
+        }
+        assert_true(stats(pool).refilled > 8192); /* more than one arena's worth */
+        while (n)
+                obj_free(pool, &o[--n]);
+        assert_int_equal(stats(pool).pages, 0);
+        assert_int_equal(xv_pool_check(pool), 0);
+        xv_pool_destroy(pool);
+        free(o);
 }
 
 int main(void)
@@ -769,7 +978,10 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_page_cache, setup, teardown),
             cmocka_unit_test_setup_teardown(test_prefault_claim, setup, teardown),
             cmocka_unit_test_setup_teardown(test_rss_returns, setup, teardown),
-            cmocka_unit_test(test_lowmem),
+            cmocka_unit_test(test_may_grow),
+            cmocka_unit_test(test_refill_no_fault),
+            cmocka_unit_test(test_refill_may_grow),
+            cmocka_unit_test(test_refill_churn),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
