@@ -11,18 +11,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ramzswap/lowmem.h"
 #include "ramzswap/oomguard.h"
 
 /* The thread sleeps almost always; a small stack counts little against
  * RLIMIT_MEMLOCK in a locked server. */
 #define GUARD_STACK_SIZE (64 * 1024)
-/* MemAvailable is the third line of meminfo; this reads the first few. */
-#define MEMINFO_TEXT 256
 
 struct rzs_oomguard {
         struct rzs_device *dev;
         int sysrq_fd;
-        int meminfo_fd;
+        struct rzs_lowmem *lowmem;
         unsigned period_ms;
         unsigned window;
         uint64_t low_bytes;
@@ -63,66 +62,22 @@ bool rzs_oomguard_judge(struct rzs_oomguard_state *st,
         return true;
 }
 
-/* kB value of the meminfo line "name:" in text, or -1. */
-static int64_t meminfo_kb(const char *text, const char *name)
+/* The threshold in force: low_bytes if given, else twice the kernel's reserve
+ * (the high watermarks with their boost, as lowmem reads them). MemAvailable can
+ * sit between the two while kswapd keeps up; under it, reclaim is failing.
+ * UINT64_MAX as MemAvailable (never low) when meminfo cannot be read, so a broken
+ * /proc never makes the guard fire. */
+static void read_memory(struct rzs_oomguard *g, uint64_t *available, uint64_t *low)
 {
-        const char *p = strstr(text, name);
+        struct rzs_lowmem_state st;
 
-        return p ? strtoll(p + strlen(name), NULL, 10) : -1;
-}
-
-/* A single number from a small file such as /proc/sys/vm/min_free_kbytes, or -1. */
-static int64_t read_number(const char *path)
-{
-        char buf[32];
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        ssize_t n;
-
-        if (fd < 0)
-                return -1;
-        n = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (n <= 0)
-                return -1;
-        buf[n] = '\0';
-        return strtoll(buf, NULL, 10);
-}
-
-uint64_t rzs_oomguard_default_low(void)
-{
-        char text[MEMINFO_TEXT];
-        int64_t min_free_kb = read_number("/proc/sys/vm/min_free_kbytes");
-        int64_t total_kb = -1;
-        int fd = open("/proc/meminfo", O_RDONLY | O_CLOEXEC);
-        uint64_t low = 0;
-
-        if (fd >= 0) {
-                ssize_t n = pread(fd, text, sizeof text - 1, 0);
-
-                text[n > 0 ? n : 0] = '\0';
-                total_kb = meminfo_kb(text, "MemTotal:");
-                close(fd);
+        if (!rzs_lowmem_read(g->lowmem, &st)) {
+                *available = UINT64_MAX;
+                *low = 0;
+                return;
         }
-        if (min_free_kb > 0)
-                low = (uint64_t)min_free_kb * 4 * 1024;
-        if (total_kb > 0 && (uint64_t)total_kb * 1024 / 100 > low)
-                low = (uint64_t)total_kb * 1024 / 100;
-        return low ? low : UINT64_C(16) << 20;
-}
-
-/* MemAvailable in bytes; UINT64_MAX (never low) if it cannot be read, so a
- * broken /proc never makes the guard fire. */
-static uint64_t mem_available(int fd)
-{
-        char text[MEMINFO_TEXT];
-        ssize_t n = pread(fd, text, sizeof text - 1, 0);
-        int64_t kb;
-
-        if (n <= 0)
-                return UINT64_MAX;
-        text[n] = '\0';
-        kb = meminfo_kb(text, "MemAvailable:");
-        return kb < 0 ? UINT64_MAX : (uint64_t)kb * 1024;
+        *available = st.mem_available;
+        *low = g->low_bytes ? g->low_bytes : 2 * st.watermark;
 }
 
 static void fire(struct rzs_oomguard *g)
@@ -159,12 +114,13 @@ void rzs_oomguard_poll(struct rzs_oomguard *g)
 {
         struct rzs_oomguard_sample s;
         struct rzs_stats stats;
+        uint64_t low;
 
         rzs_device_get_stats(g->dev, &stats);
         s.num_writes = stats.num_writes;
         s.failed_writes = stats.failed_writes;
-        s.mem_available = mem_available(g->meminfo_fd);
-        if (rzs_oomguard_judge(&g->judged, &s, g->window, g->low_bytes))
+        read_memory(g, &s.mem_available, &low);
+        if (rzs_oomguard_judge(&g->judged, &s, g->window, low))
                 fire(g);
 }
 
@@ -177,14 +133,30 @@ static void *guard_thread(void *arg)
         return NULL;
 }
 
-static int open_or_say(const char *path, int flags, char *msg, size_t msglen)
+static void say(char *msg, size_t msglen, const char *path, int e)
 {
-        int fd = open(path, flags | O_CLOEXEC | O_NOCTTY);
-        int e = errno;
-
-        if (fd < 0 && msg)
+        if (msg)
                 snprintf(msg, msglen, "cannot open %s: %s", path, strerrordesc_np(e));
-        return fd < 0 ? -e : fd;
+}
+
+/* The sysrq trigger and lowmem's files; 0 or -errno, with msg naming the file. */
+static int open_files(struct rzs_oomguard *g, const struct rzs_oomguard_config *cfg,
+                      char *msg, size_t msglen)
+{
+        const char *sysrq = cfg->sysrq ? cfg->sysrq : "/proc/sysrq-trigger";
+        const struct rzs_lowmem_config lc = {.meminfo = cfg->meminfo,
+                                             .zoneinfo = cfg->zoneinfo};
+        int r;
+
+        g->sysrq_fd = open(sysrq, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+        if (g->sysrq_fd < 0) {
+                say(msg, msglen, sysrq, errno);
+                return -errno;
+        }
+        r = rzs_lowmem_open(&lc, &g->lowmem);
+        if (r < 0)
+                say(msg, msglen, cfg->meminfo ? cfg->meminfo : "/proc/meminfo", -r);
+        return r;
 }
 
 static int init_sync(struct rzs_oomguard *g)
@@ -220,19 +192,15 @@ int rzs_oomguard_create(const struct rzs_oomguard_config *cfg, struct rzs_oomgua
         g->dev = cfg->dev;
         g->period_ms = cfg->period_ms ? cfg->period_ms : RZS_OOMGUARD_PERIOD_MS;
         g->window = cfg->window ? cfg->window : RZS_OOMGUARD_WINDOW;
-        g->low_bytes = cfg->low_bytes ? cfg->low_bytes : rzs_oomguard_default_low();
-        g->sysrq_fd = open_or_say(cfg->sysrq ? cfg->sysrq : "/proc/sysrq-trigger",
-                                  O_WRONLY, msg, msglen);
-        g->meminfo_fd = open_or_say(cfg->meminfo ? cfg->meminfo : "/proc/meminfo",
-                                    O_RDONLY, msg, msglen);
-        r = g->sysrq_fd < 0 ? g->sysrq_fd : g->meminfo_fd < 0 ? g->meminfo_fd : 0;
+        g->low_bytes = cfg->low_bytes;
+        g->sysrq_fd = -1;
+        r = open_files(g, cfg, msg, msglen);
         if (r == 0)
                 r = init_sync(g);
         if (r < 0) {
                 if (g->sysrq_fd >= 0)
                         close(g->sysrq_fd);
-                if (g->meminfo_fd >= 0)
-                        close(g->meminfo_fd);
+                rzs_lowmem_close(g->lowmem);
                 free(g);
                 return r;
         }
@@ -279,6 +247,6 @@ void rzs_oomguard_destroy(struct rzs_oomguard *g)
         pthread_cond_destroy(&g->wake);
         pthread_mutex_destroy(&g->lock);
         close(g->sysrq_fd);
-        close(g->meminfo_fd);
+        rzs_lowmem_close(g->lowmem);
         free(g);
 }

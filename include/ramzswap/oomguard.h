@@ -61,18 +61,16 @@ struct rzs_oomguard_config {
         struct rzs_device *dev; /* counters are read from it; it outlives the guard */
         const char *sysrq;      /* NULL = /proc/sysrq-trigger; tests give a file */
         const char *meminfo;    /* NULL = /proc/meminfo; tests give a file */
+        const char *zoneinfo;   /* NULL = /proc/zoneinfo; tests give a file */
         unsigned period_ms;     /* 0 = RZS_OOMGUARD_PERIOD_MS */
         unsigned window;        /* periods; 0 = RZS_OOMGUARD_WINDOW */
-        uint64_t low_bytes;     /* 0 = rzs_oomguard_default_low() */
+        uint64_t low_bytes;     /* MemAvailable under which memory is out; 0 =
+                                 * twice the kernel's reserve (the high watermarks
+                                 * with any boost, see lowmem.h), read each period */
 };
 
 #define RZS_OOMGUARD_PERIOD_MS 1000
 #define RZS_OOMGUARD_WINDOW    10
-
-/* MemAvailable under which the machine counts as out of memory: four times
- * vm.min_free_kbytes (so above the kernel's high watermark at default settings),
- * and at least 1% of RAM. 16 MiB if neither can be read. */
-uint64_t rzs_oomguard_default_low(void);
 
 struct rzs_oomguard;
 

@@ -112,6 +112,7 @@ static void test_judge_progress_restarts_count(void **state)
 
 struct fixture {
         char meminfo[64];
+        char zoneinfo[64];
         char sysrq[64];
         struct rzs_device *dev;
         unsigned char page[RZS_PAGE_SIZE];
@@ -149,6 +150,8 @@ static void set_available(struct fixture *fx, unsigned kb)
         write_file(fx->meminfo, text);
 }
 
+static void write_file(const char *path, const char *text);
+
 /* A 64-page device with room for two raw pages, filled until it refuses. */
 static int setup(void **state)
 {
@@ -160,8 +163,18 @@ static int setup(void **state)
         assert_non_null(fx);
         strcpy(fx->meminfo, "/tmp/ramzswap-oomguard-meminfo-XXXXXX");
         strcpy(fx->sysrq, "/tmp/ramzswap-oomguard-sysrq-XXXXXX");
+        strcpy(fx->zoneinfo, "/tmp/ramzswap-oomguard-zoneinfo-XXXXXX");
         assert_true((fd = mkstemp(fx->meminfo)) >= 0);
         close(fd);
+        assert_true((fd = mkstemp(fx->zoneinfo)) >= 0);
+        close(fd);
+        /* The kernel's reserve: one zone whose high watermark is 1000 pages, so
+         * the guard's default threshold is 2 x 4096000 bytes. */
+        write_file(fx->zoneinfo, "Node 0, zone   Normal\n  pages free     100\n"
+                                 "        boost    0\n        min      600\n"
+                                 "        low      800\n        high     1000\n"
+                                 "        managed  60000\n"
+                                 "        protection: (0, 0, 0, 0)\n");
         assert_true((fd = mkstemp(fx->sysrq)) >= 0);
         close(fd);
         assert_int_equal(rzs_device_create(&cfg, &fx->dev), 0);
@@ -181,6 +194,7 @@ static int teardown(void **state)
 
         rzs_device_destroy(fx->dev);
         unlink(fx->meminfo);
+        unlink(fx->zoneinfo);
         unlink(fx->sysrq);
         free(fx);
         return 0;
@@ -191,8 +205,8 @@ static struct rzs_oomguard *make_guard(struct fixture *fx, unsigned window)
         struct rzs_oomguard_config cfg = {.dev = fx->dev,
                                           .sysrq = fx->sysrq,
                                           .meminfo = fx->meminfo,
-                                          .window = window,
-                                          .low_bytes = LOW};
+                                          .zoneinfo = fx->zoneinfo,
+                                          .window = window};
         struct rzs_oomguard *g;
 
         assert_int_equal(rzs_oomguard_create(&cfg, &g, NULL, 0), 0);
@@ -229,13 +243,14 @@ static void test_guard_fires_on_livelock(void **state)
         rzs_oomguard_destroy(g);
 }
 
-/* The same refusals on a machine with memory to spare: never. */
+/* The same refusals on a machine with memory to spare (16 MiB available, twice
+ * the reserve is 8 MB): never. */
 static void test_guard_quiet_with_memory(void **state)
 {
         struct fixture *fx = *state;
         struct rzs_oomguard *g;
 
-        set_available(fx, 64 * 1024);
+        set_available(fx, 16 * 1024);
         g = make_guard(fx, 3);
         for (int i = 0; i < 10; i++)
                 refused_period(fx, g);
@@ -272,15 +287,6 @@ static void test_guard_create_names_file(void **state)
         assert_non_null(strstr(msg, "/nonexistent/sysrq-trigger"));
 }
 
-static void test_default_low_is_sane(void **state)
-{
-        uint64_t low = rzs_oomguard_default_low();
-
-        /* At least 1% of any machine's RAM and never the whole of this one. */
-        assert_true(low >= (UINT64_C(1) << 20));
-        assert_true(low < (uint64_t)sysconf(_SC_PHYS_PAGES) * 4096 / 10);
-}
-
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -295,7 +301,6 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_guard_thread_stops, setup, teardown),
             cmocka_unit_test_setup_teardown(test_guard_create_names_file, setup,
                                             teardown),
-            cmocka_unit_test(test_default_low_is_sane),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
