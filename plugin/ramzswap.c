@@ -36,6 +36,7 @@
 #include "ramzswap/codec.h"
 #include "ramzswap/device.h"
 #include "ramzswap/harden.h"
+#include "ramzswap/oomguard.h"
 #include "ramzswap/stats_server.h"
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
@@ -62,6 +63,8 @@ enum param_key {
         KEY_MLOCK,
         KEY_BACKING,
         KEY_BACKING_FORCE,
+        KEY_OOMKILL,
+        KEY_WORKSPACES,
         KEY_COUNT
 };
 
@@ -70,6 +73,7 @@ static const char *const key_names[KEY_COUNT] = {
     [KEY_RESERVE] = "reserve",   [KEY_COMPRESSOR] = "compressor",
     [KEY_STATS] = "stats",       [KEY_MLOCK] = "mlock",
     [KEY_BACKING] = "backing",   [KEY_BACKING_FORCE] = "backing-force",
+    [KEY_OOMKILL] = "oomkill",   [KEY_WORKSPACES] = "workspaces",
 };
 
 static struct {
@@ -82,6 +86,8 @@ static struct {
         enum rzs_mlock_mode mlock; /* default auto */
         char *backing;             /* store path (absolute, malloc'd) or NULL */
         bool backing_force;
+        bool oomkill;        /* run the OOM guard (oomguard.h) */
+        unsigned workspaces; /* compression buffers; 0 = the device's default (16) */
 } params = {.compressor = "lzo", .mlock = RZS_MLOCK_AUTO};
 
 /* The RAM-derived limits below keep a default or a typo from making the server
@@ -91,6 +97,7 @@ static struct {
 
 static struct rzs_device *device;
 static struct rzs_stats_server *stats_server;
+static struct rzs_oomguard *oomguard;
 /* Memory the process will still map after locking (for the RLIMIT_MEMLOCK check),
  * set in .get_ready. */
 static uint64_t lock_more_bytes;
@@ -114,6 +121,19 @@ static int parse_size_param(const char *key, const char *value, uint64_t *out,
                 return -1;
         }
         *out = (uint64_t)r;
+        return 0;
+}
+
+/* nbdkit_parse_bool says what it could not read; this adds which key it was. */
+static int parse_bool_param(const char *key, const char *value, bool *out)
+{
+        int r = nbdkit_parse_bool(value);
+
+        if (r == -1) {
+                nbdkit_error("invalid %s=%s (use on or off)", key, value);
+                return -1;
+        }
+        *out = r;
         return 0;
 }
 
@@ -143,6 +163,19 @@ static int parse_compressor(const char *value)
         nbdkit_error("unknown compressor '%s' (available: %s)", value,
                      join(list, sizeof list, names, n, ", "));
         return -1;
+}
+
+/* One buffer per request compressed at once: nbdkit runs 16 threads per
+ * connection unless told otherwise (-t), and offers no way to ask how many. */
+static int parse_workspaces(const char *value)
+{
+        if (nbdkit_parse_unsigned("workspaces", value, &params.workspaces) == -1)
+                return -1;
+        if (params.workspaces < 1 || params.workspaces > 4096) {
+                nbdkit_error("workspaces=%s: must be 1 to 4096", value);
+                return -1;
+        }
+        return 0;
 }
 
 static int ramzswap_config(const char *key, const char *value)
@@ -184,14 +217,12 @@ static int ramzswap_config(const char *key, const char *value)
                 return 0;
         case KEY_BACKING:
                 return (params.backing = nbdkit_absolute_path(value)) ? 0 : -1;
-        case KEY_BACKING_FORCE: {
-                int r = nbdkit_parse_bool(value);
-
-                if (r == -1)
-                        return -1;
-                params.backing_force = r;
-                return 0;
-        }
+        case KEY_BACKING_FORCE:
+                return parse_bool_param(key, value, &params.backing_force);
+        case KEY_OOMKILL:
+                return parse_bool_param(key, value, &params.oomkill);
+        case KEY_WORKSPACES:
+                return parse_workspaces(value);
         case KEY_COUNT:
                 break;
         }
@@ -390,11 +421,27 @@ static int create_stats_server(void)
         return -1;
 }
 
+/* The trigger file opens only as root, so here, before privileges go. */
+static int create_oomguard(void)
+{
+        const struct rzs_oomguard_config cfg = {.dev = device};
+        char why[256];
+        int r = rzs_oomguard_create(&cfg, &oomguard, why, sizeof why);
+
+        if (r < 0) {
+                nbdkit_error("oomkill=on: %s (it needs root)", why[0] ? why : errstr(-r));
+                return -1;
+        }
+        return 0;
+}
+
 static void ramzswap_cleanup(void)
 {
-        /* The stats thread reads the device: it goes first. */
+        /* The stats and guard threads read the device: they go first. */
         rzs_stats_server_destroy(stats_server);
         stats_server = NULL;
+        rzs_oomguard_destroy(oomguard);
+        oomguard = NULL;
         rzs_device_destroy(device);
         device = NULL;
 }
@@ -414,6 +461,7 @@ static int ramzswap_get_ready(void)
             .memlimit = params.memlimit,
             .reserve = params.reserve,
             .compressor = params.compressor,
+            .workspaces = params.workspaces,
             .backing = params.backing,
             .backing_force = params.backing_force,
         };
@@ -438,6 +486,8 @@ static int ramzswap_get_ready(void)
                 warn("%s", why);
         if (params.stats && create_stats_server() < 0)
                 goto fail;
+        if (params.oomkill && create_oomguard() < 0)
+                goto fail;
         return 0;
 
 fail:
@@ -451,11 +501,12 @@ fail:
  * mmap threshold) and fault it in exactly when the machine is out of memory. In a
  * locked, IO_FLUSHER server that fault cannot reclaim anything (measured: a worker
  * spinning in try_to_free_pages at the first swap-out of the e2e global scenario).
- * So once locked: one arena for every thread, requests up to MAX_REQUEST served from
- * the heap and never trimmed, and WARM_HEAP_BYTES of heap faulted in now (under the
- * lock, so it stays resident), enough for WARM_HEAP_BYTES / 256 KiB threads' largest
- * swap requests (the kernel merges swap writes into 128 KiB). Not a guarantee: an
- * arena made before this (a thread that allocated earlier) is not warmed. */
+ * So after locking (or without a lock): one arena for every thread, requests up to
+ * MAX_REQUEST served from the heap and never trimmed, and WARM_HEAP_BYTES of heap
+ * faulted in now (under the lock, if any, so it stays resident), enough for
+ * WARM_HEAP_BYTES / 256 KiB threads' largest swap requests (the kernel merges swap writes
+ * into 128 KiB). Not a guarantee: an arena made before this (a thread that allocated
+ * earlier) is not warmed. */
 #define WARM_HEAP_BYTES (4u << 20)
 
 static void warm_heap(void)
@@ -478,6 +529,20 @@ static void warm_heap(void)
         free(p);
 }
 
+/* From here on the device's I/O never faults pool memory in: a refill thread keeps
+ * a stock of faulted pages (include/ramzswap/device.h, Pool growth). Started after
+ * locking, so the stock is locked too. Without the thread the device still works,
+ * faulting on the I/O path as before: worth a warning, not a refusal to serve. */
+static void start_refill(void)
+{
+        int r = rzs_device_start_refill(device);
+
+        if (r < 0)
+                warn("cannot start the pool refill thread (%s): swap-outs will fault "
+                     "memory in themselves",
+                     errstr(-r));
+}
+
 /* Memory locks and threads do not survive fork: both happen here, hardening first
  * because dropping capabilities needs a process with a single thread. */
 static int ramzswap_after_fork(void)
@@ -494,8 +559,17 @@ static int ramzswap_after_fork(void)
         nbdkit_debug("mlock=%s: memory locked: %s, IO flusher: %s, capabilities kept: %s",
                      rzs_mlock_mode_name(params.mlock), harden.locked ? "yes" : "no",
                      harden.io_flusher ? "yes" : "no", harden.caps);
-        if (harden.locked)
-                warm_heap();
+        /* Unlocked too: the first swap-out must not fault the heap in either. */
+        warm_heap();
+        start_refill();
+        if (oomguard) {
+                r = rzs_oomguard_start(oomguard);
+                if (r < 0) {
+                        nbdkit_error("oomkill=on: cannot start its thread: %s",
+                                     errstr(-r));
+                        return -1;
+                }
+        }
         if (stats_server) {
                 r = rzs_stats_server_start(stats_server);
                 if (r < 0) {
@@ -621,12 +695,17 @@ static int ramzswap_cache(void *handle, uint32_t count, uint64_t offset, uint32_
         "memlimit=<SIZE>      Most memory the compressed pages may use\n"                \
         "                     (default: 15% of RAM or disksize, whichever is less).\n"   \
         "reserve=<SIZE>       Pool memory faulted in at start (default: 0).\n"           \
+        "workspaces=<N>       Pages compressed at once; match nbdkit -t\n"               \
+        "                     (default: 16).\n"                                          \
         "compressor=lzo       Page compressor (default: lzo).\n"                         \
         "backing=<PATH>       File or block device taking incompressible pages\n"        \
         "                     and pages past memlimit (default: none).\n"                \
         "backing-force=true   Use the backing store even if it holds data.\n"            \
         "stats=<PATH>         Serve statistics on this unix socket (ramzswap-stat).\n"   \
-        "mlock=on|off|auto    Lock the server in RAM (default: auto = if permitted)."
+        "mlock=on|off|auto    Lock the server in RAM (default: auto = if permitted).\n"  \
+        "oomkill=on|off       When the device is full and the machine out of memory\n"   \
+        "                     for 10 s, ask the kernel's OOM killer to act\n"            \
+        "                     (/proc/sysrq-trigger; root; default: off)."
 
 static struct nbdkit_plugin plugin = {
     .name = "ramzswap",

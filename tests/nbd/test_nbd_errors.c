@@ -140,6 +140,8 @@ static const struct bad_start bad_starts[] = {
     {{"disksize=16M", "mlock=sometimes"},
      "invalid mlock=sometimes (use on, off or auto)"},
     {{"disksize=16M", "backing-force=true"}, "backing-force needs backing=PATH"},
+    {{"disksize=16M", "oomkill=sometimes"}, "invalid oomkill=sometimes (use on or off)"},
+    {{"disksize=16M", "workspaces=0"}, "workspaces=0: must be 1 to 4096"},
     {{"disksize=16M", "stats=/proc/no-such-dir/sock"},
      "stats=/proc/no-such-dir/sock: cannot create the socket"},
     /* 2^32 pages and more: the table alone outgrows any RAM this runs on. */
