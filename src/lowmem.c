@@ -19,7 +19,7 @@
 
 #define MEMINFO_TEXT   256u  /* bytes of meminfo read (MemAvailable is line 3) */
 #define ZONEINFO_CHUNK 4096u /* bytes of zoneinfo per pread */
-#define MIN_FREE_X     2u    /* fallback watermark: this many vm.min_free_kbytes */
+#define MIN_FREE_X     2u    /* fallback reserve: this many vm.min_free_kbytes */
 #define PAGE_BYTES     4096u /* zoneinfo counts pages of this size (x86, arm64 4K) */
 
 struct rzs_lowmem {
@@ -127,22 +127,26 @@ static bool read_meminfo(struct rzs_lowmem *lm, struct rzs_lowmem_state *st)
 
 /* Per-zone figures, in pages, collected until the next zone starts. */
 struct zone_acc {
-        uint64_t high, protection, managed;
+        uint64_t free, low, protection, managed;
         bool in_zone, managed_seen;
-        uint64_t total; /* reserved pages of the zones finished so far */
+        uint64_t reserve;  /* sum of the finished zones' reserves */
+        uint64_t headroom; /* sum of their free pages above their reserves */
 };
 
-/* Add the current zone's reserve, as calculate_totalreserve_pages() does. */
+/* Add the current zone: its reserve is its low watermark plus its largest
+ * protection (as calculate_totalreserve_pages() does with high), capped at its
+ * managed pages. What is free above it can be had without waking kswapd. */
 static void zone_finish(struct zone_acc *z)
 {
-        uint64_t r = z->high + z->protection;
+        uint64_t r = z->low + z->protection;
 
         if (z->in_zone) {
                 if (z->managed_seen && r > z->managed)
                         r = z->managed;
-                z->total += r;
+                z->reserve += r;
+                z->headroom += z->free > r ? z->free - r : 0;
         }
-        *z = (struct zone_acc){.total = z->total};
+        *z = (struct zone_acc){.reserve = z->reserve, .headroom = z->headroom};
 }
 
 /* Largest number in "protection: (a, b, ...)". */
@@ -164,8 +168,8 @@ static uint64_t max_in_list(const char *p)
         return m;
 }
 
-/* One zoneinfo line (NUL-terminated, no newline). Only the zone's own watermark
- * lines count: "high" alone as the first word, not the per-cpu "high:". */
+/* One zoneinfo line (NUL-terminated, no newline). Only the zone's own lines count:
+ * "low" alone as the first word, "pages free", "managed", "protection:". */
 static void zone_line(struct zone_acc *z, const char *line)
 {
         const char *p = line + strspn(line, " \t");
@@ -174,8 +178,10 @@ static void zone_line(struct zone_acc *z, const char *line)
         if (strncmp(p, "Node ", 5) == 0 && strstr(p, "zone") != NULL) {
                 zone_finish(z);
                 z->in_zone = true;
-        } else if (w == 4 && strncmp(p, "high", 4) == 0) {
-                z->high = strtoull(p + 4, NULL, 10);
+        } else if (strncmp(p, "pages free", 10) == 0) {
+                z->free = strtoull(p + 10, NULL, 10);
+        } else if (w == 3 && strncmp(p, "low", 3) == 0) {
+                z->low = strtoull(p + 3, NULL, 10);
         } else if (w == 7 && strncmp(p, "managed", 7) == 0) {
                 z->managed = strtoull(p + 7, NULL, 10);
                 z->managed_seen = true;
@@ -184,9 +190,9 @@ static void zone_line(struct zone_acc *z, const char *line)
         }
 }
 
-/* Sum of the zones' reserves in bytes, streamed in chunks; false when unreadable
- * or without a single zone. */
-static bool read_zoneinfo(int fd, uint64_t *bytes)
+/* The zones' reserves and headroom, in bytes, streamed in chunks; false when
+ * unreadable or without a single zone. */
+static bool read_zoneinfo(int fd, struct rzs_lowmem_state *st)
 {
         char buf[ZONEINFO_CHUNK + 1];
         struct zone_acc z = {0};
@@ -215,7 +221,8 @@ static bool read_zoneinfo(int fd, uint64_t *bytes)
         buf[keep] = '\0';
         zone_line(&z, buf);
         zone_finish(&z);
-        *bytes = z.total * PAGE_BYTES;
+        st->watermark = z.reserve * PAGE_BYTES;
+        st->headroom = z.headroom * PAGE_BYTES;
         return true;
 }
 
@@ -223,8 +230,11 @@ bool rzs_lowmem_read(struct rzs_lowmem *lm, struct rzs_lowmem_state *out)
 {
         *out = (struct rzs_lowmem_state){0};
         out->valid = read_meminfo(lm, out);
-        if (lm->zoneinfo_fd < 0 || !read_zoneinfo(lm->zoneinfo_fd, &out->watermark))
+        if (lm->zoneinfo_fd < 0 || !read_zoneinfo(lm->zoneinfo_fd, out)) {
                 out->watermark = lm->fallback_watermark;
+                out->headroom =
+                    out->mem_free > out->watermark ? out->mem_free - out->watermark : 0;
+        }
         return out->valid;
 }
 
@@ -237,7 +247,7 @@ bool rzs_lowmem_may_grow(void *ctx, uint64_t npages)
 
         if (!rzs_lowmem_read(lm, &st))
                 return true;
-        ok = st.mem_free >= want + st.watermark + lm->margin &&
+        ok = st.headroom >= want + lm->margin &&
              st.mem_available >= want + lm->min_available;
         if (!ok)
                 atomic_fetch_add_explicit(&lm->refusals, 1, memory_order_relaxed);

@@ -63,7 +63,7 @@ bool rzs_oomguard_judge(struct rzs_oomguard_state *st,
 }
 
 /* The threshold in force: low_bytes if given, else twice the kernel's reserve
- * (the high watermarks with their boost, as lowmem reads them). MemAvailable can
+ * (the low watermarks with their boost, as lowmem reads them). MemAvailable can
  * sit between the two while kswapd keeps up; under it, reclaim is failing.
  * UINT64_MAX as MemAvailable (never low) when meminfo cannot be read, so a broken
  * /proc never makes the guard fire. */

@@ -803,6 +803,12 @@ int xv_pool_refill(struct xv_pool *pool, pthread_mutex_t *lock)
 
                 pthread_mutex_unlock(lock); /* it reads files: not under the lock */
                 ok = fn(ctx, want);
+                /* Under pressure a whole batch rarely fits above the watermarks,
+                 * while a few pages at a time keep swap moving. */
+                if (!ok && want > GROW_CHECK_PAGES) {
+                        want = GROW_CHECK_PAGES;
+                        ok = fn(ctx, want);
+                }
                 pthread_mutex_lock(lock);
                 /* Data freed meanwhile may have filled the stock. */
                 want = ok && xv_pool_stock_deficit(pool) < want

@@ -8,16 +8,21 @@
  * owns /proc/meminfo, /proc/zoneinfo and vm.min_free_kbytes.
  *
  * Policy: growing by n pages is comfortable when, after it,
- *   MemFree      stays at or above the watermark + margin, and
+ *   the free pages above the zones' reserves stay at or above the margin, and
  *   MemAvailable stays at or above min_available.
- * The watermark is what the kernel keeps back from ordinary allocations
- * (totalreserve_pages): over every zone, its `high` watermark plus its largest
- * `protection` (lowmem_reserve), capped at its `managed` pages, as /proc/zoneinfo
- * prints them. The printed `high` already includes the zone's watermark boost
- * (high_wmark_pages() adds zone->watermark_boost), so the `boost` line is not added
- * again. Above that watermark kswapd is not even needed; a fault there takes a free
- * page at once. Without a readable zoneinfo the watermark is 2 * vm.min_free_kbytes
- * (between the low and high watermarks on most machines), or 0 if that is unknown
+ * A zone's reserve is its `low` watermark plus its largest `protection`
+ * (lowmem_reserve), capped at its `managed` pages, as /proc/zoneinfo prints them;
+ * headroom is the sum over zones of the free pages above it. Growing only above
+ * low leaves the gap down to the min watermark to the kernel's own allocations,
+ * among them the socket buffer of every reply this server sends: one that finds
+ * its zone under min enters direct reclaim, which waits for swap I/O only this
+ * server can complete (measured: a reply stuck in unix_stream_sendmsg ->
+ * kmalloc -> try_to_free_pages when the pool was allowed to grow down to min).
+ * The printed watermarks include the zone's watermark boost (after a
+ * fragmentation event, vm.watermark_boost_factor), so a boost shrinks the
+ * headroom and pauses growth until kswapd has reclaimed it: the server does not
+ * race the boosted watermark for pages. Without a readable zoneinfo the reserve is 2 *
+ * vm.min_free_kbytes and headroom is MemFree above it, or 0 if that is unknown
  * too. A meminfo that cannot be read or parsed allows the growth (the check is a
  * policy, not a guarantee; the caller's limits still hold).
  *
@@ -41,20 +46,21 @@ struct rzs_lowmem_config {
         const char *zoneinfo;   /* NULL = /proc/zoneinfo (optional: without it the
                                  * min_free_kbytes fallback applies) */
         const char *min_free;   /* NULL = /proc/sys/vm/min_free_kbytes (optional) */
-        uint64_t margin;        /* bytes MemFree keeps above the watermark;
+        uint64_t margin;        /* headroom left after growing;
                                  * 0 = RZS_LOWMEM_DEFAULT_MARGIN */
         uint64_t min_available; /* bytes MemAvailable keeps after growing; 0 = none
                                  * beyond the pages asked for */
 };
 
 /* Slack between two looks: other allocations on the machine take memory too. */
-#define RZS_LOWMEM_DEFAULT_MARGIN (2u << 20)
+#define RZS_LOWMEM_DEFAULT_MARGIN (256u << 10)
 
 /* One reading, in bytes. */
 struct rzs_lowmem_state {
         uint64_t mem_free;      /* MemFree */
         uint64_t mem_available; /* MemAvailable (MemFree on kernels without it) */
-        uint64_t watermark;     /* see Policy */
+        uint64_t watermark;     /* the zones' reserves summed (see Policy) */
+        uint64_t headroom;      /* free memory above them (see Policy) */
         bool valid;             /* false: meminfo could not be read or parsed */
 };
 

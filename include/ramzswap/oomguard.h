@@ -65,7 +65,7 @@ struct rzs_oomguard_config {
         unsigned period_ms;     /* 0 = RZS_OOMGUARD_PERIOD_MS */
         unsigned window;        /* periods; 0 = RZS_OOMGUARD_WINDOW */
         uint64_t low_bytes;     /* MemAvailable under which memory is out; 0 =
-                                 * twice the kernel's reserve (the high watermarks
+                                 * twice the kernel's reserve (the low watermarks
                                  * with any boost, see lowmem.h), read each period */
 };
 

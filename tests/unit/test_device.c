@@ -605,7 +605,7 @@ static void test_refill_thread(void **state)
         close(fdm);
         close(fdz);
         write_text_file(zi, "Node 0, zone   Normal\n  pages free     10\n"
-                            "        boost    0\n        high     100\n"
+                            "        boost    0\n        min      100\n"
                             "        managed  100000\n        protection: (0, 0)\n");
         write_text_file(mi, "MemTotal: 204800 kB\nMemFree: 1000 kB\n"
                             "MemAvailable: 900 kB\n");
@@ -620,6 +620,9 @@ static void test_refill_thread(void **state)
         assert_int_equal(refill_stats(dev).stock_empty, 1);
         assert_int_equal(stats(dev).mem_used_total, 0);
 
+        write_text_file(zi, "Node 0, zone   Normal\n  pages free     2500000\n"
+                            "        boost    0\n        min      100\n"
+                            "        managed  5000000\n        protection: (0, 0)\n");
         write_text_file(mi, "MemTotal: 20480000 kB\nMemFree: 10000000 kB\n"
                             "MemAvailable: 10000000 kB\n");
         wait_stock(dev, refill_stats(dev).stock_target);

@@ -48,10 +48,11 @@ static void write_meminfo(const char *path, uint64_t free_kb, uint64_t avail_kb)
         write_file(path, text);
 }
 
-/* One zone as /proc/zoneinfo prints it; high already includes boost, as the
- * kernel's high_wmark_pages() does. pad adds per-node stat lines. */
-static void zone_text(FILE *f, const char *name, uint64_t boost, uint64_t high,
-                      uint64_t managed, const char *protection, unsigned pad)
+/* One zone as /proc/zoneinfo prints it; low already includes boost, as the
+ * kernel's low_wmark_pages() does. pad adds per-node stat lines. */
+static void zone_text(FILE *f, const char *name, uint64_t free, uint64_t boost,
+                      uint64_t low, uint64_t managed, const char *protection,
+                      unsigned pad)
 {
         fprintf(f, "Node 0, zone %8s\n", name);
         if (pad)
@@ -59,27 +60,31 @@ static void zone_text(FILE *f, const char *name, uint64_t boost, uint64_t high,
         for (unsigned i = 0; i < pad; i++)
                 fprintf(f, "      nr_padding_stat_%u %u\n", i, i * 7);
         fprintf(f,
-                "  pages free     3840\n        boost    %" PRIu64
-                "\n        min      68\n        low      85\n        high     %" PRIu64
+                "  pages free     %" PRIu64 "\n        boost    %" PRIu64
+                "\n        min      %" PRIu64 "\n        low      %" PRIu64
+                "\n        high     %" PRIu64
                 "\n        promo    119\n        spanned  4095\n        present  3998\n"
                 "        managed  %" PRIu64 "\n        cma      0\n"
                 "        protection: %s\n",
-                boost, high, managed, protection);
+                free, boost, low - 20, low, low + 250, managed, protection);
         fprintf(f, "  pagesets\n    cpu: 0\n              count:    0\n"
                    "              high:     9999\n              batch:    63\n"
                    "  node_unreclaimable:  0\n  start_pfn:           1\n");
 }
 
-/* Zones DMA (high + protection capped at managed: 3840), Normal (high 4000 + boost
- * and protection 0) and an empty Movable zone (not counted). */
-static void write_zoneinfo(const char *path, uint64_t boost, unsigned pad)
+/* Zones DMA (low + protection capped at managed: 3840, all free pages inside its
+ * reserve), Normal (low 1000 + boost, protection 0, normal_free pages free) and an
+ * empty Movable zone (nothing). */
+static void write_zoneinfo(const char *path, uint64_t normal_free, uint64_t boost,
+                           unsigned pad)
 {
         FILE *f = fopen(path, "w");
 
         assert_non_null(f);
-        zone_text(f, "DMA", 0, 102, 3840, "(0, 3018, 5066, 5066, 5066)", pad);
-        zone_text(f, "Normal", boost, 4000 + boost, 500000, "(0, 0, 0, 0, 0)", 0);
-        zone_text(f, "Movable", 0, 32, 0, "(0, 0, 0, 0, 0)", 0);
+        zone_text(f, "DMA", 3840, 0, 68, 3840, "(0, 3018, 5066, 5066, 5066)", pad);
+        zone_text(f, "Normal", normal_free, boost, 1000 + boost, 500000,
+                  "(0, 0, 0, 0, 0)", 0);
+        zone_text(f, "Movable", 0, 0, 32, 0, "(0, 0, 0, 0, 0)", 0);
         assert_int_equal(fclose(f), 0);
 }
 
@@ -133,8 +138,9 @@ static struct rzs_lowmem *open_lm(struct fixture *fx, uint64_t margin, uint64_t 
         return lm;
 }
 
-/* The watermark is the kernel's reserve: DMA capped at its managed pages, Normal's
- * high (boost included once), empty zones and per-cpu "high:" lines ignored. */
+/* The reserve: DMA capped at its managed pages, Normal's low (boost included
+ * once), empty zones and per-cpu "high:" lines ignored; headroom: free pages
+ * above each zone's reserve (none in DMA). */
 static void test_watermark(void **state)
 {
         struct fixture *fx = *state;
@@ -142,48 +148,56 @@ static void test_watermark(void **state)
         struct rzs_lowmem *lm;
 
         write_meminfo(fx->meminfo, 100000, 90000);
-        write_zoneinfo(fx->zoneinfo, 0, 0);
+        write_zoneinfo(fx->zoneinfo, 5000, 0, 0);
         lm = open_lm(fx, 0, 0);
         assert_true(rzs_lowmem_read(lm, &st));
         assert_int_equal(st.mem_free, 100000 * KIB);
         assert_int_equal(st.mem_available, 90000 * KIB);
-        assert_int_equal(st.watermark, (3840 + 4000) * (uint64_t)PG);
-        /* Boosted: the printed high grew by the boost, and only that counts. */
-        write_zoneinfo(fx->zoneinfo, 1500, 0);
+        assert_int_equal(st.watermark, (3840 + 1000) * (uint64_t)PG);
+        assert_int_equal(st.headroom, 4000 * (uint64_t)PG);
+        /* Boosted: the printed low grew by the boost, and only that counts. */
+        write_zoneinfo(fx->zoneinfo, 5000, 1500, 0);
         assert_true(rzs_lowmem_read(lm, &st));
-        assert_int_equal(st.watermark, (3840 + 4000 + 1500) * (uint64_t)PG);
+        assert_int_equal(st.watermark, (3840 + 2500) * (uint64_t)PG);
+        assert_int_equal(st.headroom, 2500 * (uint64_t)PG);
         /* Long text: lines cross the 4 KiB read chunks. */
-        write_zoneinfo(fx->zoneinfo, 1500, 400);
+        write_zoneinfo(fx->zoneinfo, 5000, 1500, 400);
         assert_true(rzs_lowmem_read(lm, &st));
-        assert_int_equal(st.watermark, (3840 + 4000 + 1500) * (uint64_t)PG);
+        assert_int_equal(st.watermark, (3840 + 2500) * (uint64_t)PG);
+        assert_int_equal(st.headroom, 2500 * (uint64_t)PG);
+        /* A zone under its reserve adds no headroom (and takes none away). */
+        write_zoneinfo(fx->zoneinfo, 900, 0, 0);
+        assert_true(rzs_lowmem_read(lm, &st));
+        assert_int_equal(st.headroom, 0);
         rzs_lowmem_close(lm);
 }
 
-/* Growing by n pages: yes exactly while MemFree - n stays at or above watermark +
- * margin and MemAvailable - n at or above min_available; a boost raises the bar. */
+/* Growing by n pages: yes exactly while the headroom covers n plus the margin and
+ * MemAvailable covers n plus min_available; a boost raises the bar. MemFree as a
+ * whole does not matter: DMA's free pages are all inside its reserve. */
 static void test_decision(void **state)
 {
         struct fixture *fx = *state;
-        const uint64_t wm_kb = (3840 + 4000) * 4, margin_kb = 2048, n = 256;
+        const uint64_t margin_pages = 64, n = 256;
         struct rzs_lowmem *lm;
 
-        write_zoneinfo(fx->zoneinfo, 0, 0);
-        write_meminfo(fx->meminfo, wm_kb + margin_kb + n * 4, 1000000);
-        lm = open_lm(fx, margin_kb * KIB, 0);
+        write_zoneinfo(fx->zoneinfo, 1000 + margin_pages + n, 0, 0);
+        write_meminfo(fx->meminfo, 1000000, 1000000);
+        lm = open_lm(fx, margin_pages * PG, 0);
         assert_true(rzs_lowmem_may_grow(lm, n));
         assert_false(rzs_lowmem_may_grow(lm, n + 1));
         assert_int_equal(rzs_lowmem_refusals(lm), 1);
 
-        /* The same MemFree under a boost of 1000 pages: no, until free grows. */
-        write_zoneinfo(fx->zoneinfo, 1000, 0);
+        /* The same free pages under a boost of 1000 pages: no, until free grows. */
+        write_zoneinfo(fx->zoneinfo, 1000 + margin_pages + n, 1000, 0);
         assert_false(rzs_lowmem_may_grow(lm, n));
-        write_meminfo(fx->meminfo, wm_kb + 4000 + margin_kb + n * 4, 1000000);
+        write_zoneinfo(fx->zoneinfo, 2000 + margin_pages + n, 1000, 0);
         assert_true(rzs_lowmem_may_grow(lm, n));
         assert_false(rzs_lowmem_may_grow(lm, n + 1));
         rzs_lowmem_close(lm);
 
         /* MemAvailable: must cover the pages plus min_available. */
-        write_zoneinfo(fx->zoneinfo, 0, 0);
+        write_zoneinfo(fx->zoneinfo, 100000, 0, 0);
         write_meminfo(fx->meminfo, 1000000, 8192 + n * 4);
         lm = open_lm(fx, 0, 8192 * KIB);
         assert_true(rzs_lowmem_may_grow(lm, n));

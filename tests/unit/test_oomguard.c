@@ -168,8 +168,8 @@ static int setup(void **state)
         close(fd);
         assert_true((fd = mkstemp(fx->zoneinfo)) >= 0);
         close(fd);
-        /* The kernel's reserve: one zone whose high watermark is 1000 pages, so
-         * the guard's default threshold is 2 x 4096000 bytes. */
+        /* The kernel's reserve: one zone whose low watermark is 800 pages, so
+         * the guard's default threshold is 2 x 3276800 bytes. */
         write_file(fx->zoneinfo, "Node 0, zone   Normal\n  pages free     100\n"
                                  "        boost    0\n        min      600\n"
                                  "        low      800\n        high     1000\n"
@@ -244,7 +244,7 @@ static void test_guard_fires_on_livelock(void **state)
 }
 
 /* The same refusals on a machine with memory to spare (16 MiB available, twice
- * the reserve is 8 MB): never. */
+ * the reserve is 6.5 MB): never. */
 static void test_guard_quiet_with_memory(void **state)
 {
         struct fixture *fx = *state;
