@@ -34,8 +34,8 @@ struct rzs_oomguard {
         pthread_t thread;
 };
 
-/* "Refusing" starts when writes fail and none gets through, and ends when a write
- * gets through. A period is stuck while the device is refusing, nothing got
+/* "Refusing" starts when a write fails, and ends in a period where writes got
+ * through and none failed. A period is stuck while the device is refusing, nothing got
  * written and the machine is out of memory. The kernel may go on retrying the
  * refused pages, or stop sending anything at all once its own allocations for the
  * retries fail (measured in a QEMU guest: swap writeout waiting in mempool_alloc
@@ -48,10 +48,12 @@ bool rzs_oomguard_judge(struct rzs_oomguard_state *st,
         bool refused = st->have_last && now->failed_writes != st->last.failed_writes;
         bool stuck;
 
-        if (wrote)
-                st->refusing = false;
-        else if (refused)
+        /* Within one period the order is unknown: a refusal wins, since it is the
+         * device's latest word if the kernel stops sending right after it. */
+        if (refused)
                 st->refusing = true;
+        else if (wrote)
+                st->refusing = false;
         stuck = st->refusing && !wrote && now->mem_available < low_bytes;
         st->last = *now;
         st->have_last = true;

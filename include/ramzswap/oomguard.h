@@ -10,8 +10,9 @@
  * the killer ends the process with the highest badness, which is never the server
  * (it runs with oom_score_adj -1000 under ramzswapctl).
  *
- * The state: for `window` consecutive periods the device was refusing (the last
- * writes failed, and none has got through since), no page was written, and
+ * The state: for `window` consecutive periods the device was refusing (writes
+ * failed, and no period since saw writes get through without failures), no page
+ * was written, and
  * MemAvailable stayed under low_bytes. The kernel may keep retrying the refused
  * writes or stop sending anything at all; either way nothing moves. All three
  * conditions matter: refused writes alone happen on a machine that still has memory
@@ -47,7 +48,7 @@ struct rzs_oomguard_sample {
 struct rzs_oomguard_state {
         struct rzs_oomguard_sample last;
         bool have_last;
-        bool refusing;          /* writes failed since the last one got through */
+        bool refusing;          /* writes failed, and no clean period since */
         unsigned stuck_periods; /* consecutive periods in the livelock state */
 };
 

@@ -89,6 +89,19 @@ static void test_judge_silence_after_refusals(void **state)
         assert_int_equal(feed(&st, &s, 10, 0, 0, LOW / 2), 0);
 }
 
+/* Writes got through and then were refused within one period, and then the
+ * kernel sent nothing (measured: its reply allocation stuck in reclaim). */
+static void test_judge_refused_last_then_silence(void **state)
+{
+        struct rzs_oomguard_sample s = sample(50, 0, LOW / 2);
+        struct rzs_oomguard_state st = {0};
+
+        assert_int_equal(feed(&st, &s, 1, 0, 0, LOW / 2), 0); /* baseline */
+        assert_int_equal(feed(&st, &s, 1, 7, 2, LOW / 2), 0); /* mixed period */
+        assert_int_equal(feed(&st, &s, 1, 0, 0, LOW / 2), 0);
+        assert_int_equal(feed(&st, &s, 1, 0, 0, LOW / 2), 1);
+}
+
 /* One good period in the middle restarts the count. */
 static void test_judge_progress_restarts_count(void **state)
 {
@@ -293,6 +306,7 @@ int main(void)
             cmocka_unit_test(test_judge_fires_after_window),
             cmocka_unit_test(test_judge_needs_all_three),
             cmocka_unit_test(test_judge_silence_after_refusals),
+            cmocka_unit_test(test_judge_refused_last_then_silence),
             cmocka_unit_test(test_judge_progress_restarts_count),
             cmocka_unit_test_setup_teardown(test_guard_fires_on_livelock, setup,
                                             teardown),
