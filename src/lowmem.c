@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -19,12 +20,14 @@
 
 #define MEMINFO_TEXT   256u  /* bytes of meminfo read (MemAvailable is line 3) */
 #define ZONEINFO_CHUNK 4096u /* bytes of zoneinfo per pread */
+#define PRESSURE_TEXT  128u  /* bytes of PSI read (the "some" line comes first) */
 #define MIN_FREE_X     2u    /* fallback reserve: this many vm.min_free_kbytes */
 #define PAGE_BYTES     4096u /* zoneinfo counts pages of this size (x86, arm64 4K) */
 
 struct rzs_lowmem {
         int meminfo_fd;
         int zoneinfo_fd; /* -1: use fallback_watermark */
+        int pressure_fd; /* -1: no PSI (stall_valid stays false) */
         uint64_t fallback_watermark;
         uint64_t margin;
         uint64_t min_available;
@@ -68,10 +71,13 @@ int rzs_lowmem_open(const struct rzs_lowmem_config *cfg, struct rzs_lowmem **out
         lm = calloc(1, sizeof(*lm));
         if (lm == NULL)
                 return -ENOMEM;
-        lm->zoneinfo_fd = -1;
+        lm->zoneinfo_fd = lm->pressure_fd = -1;
         r = open_file(cfg->meminfo, "/proc/meminfo", true, &lm->meminfo_fd);
         if (r == 0)
                 r = open_file(cfg->zoneinfo, "/proc/zoneinfo", false, &lm->zoneinfo_fd);
+        if (r == 0)
+                r = open_file(cfg->pressure, "/proc/pressure/memory", false,
+                              &lm->pressure_fd);
         if (r < 0) {
                 rzs_lowmem_close(lm);
                 return r;
@@ -94,6 +100,8 @@ void rzs_lowmem_close(struct rzs_lowmem *lm)
                 close(lm->meminfo_fd);
         if (lm->zoneinfo_fd >= 0)
                 close(lm->zoneinfo_fd);
+        if (lm->pressure_fd >= 0)
+                close(lm->pressure_fd);
         free(lm);
 }
 
@@ -226,10 +234,29 @@ static bool read_zoneinfo(int fd, struct rzs_lowmem_state *st)
         return true;
 }
 
+/* The "some" line's total= of /proc/pressure/memory: microseconds in which at
+ * least one task stalled on memory, since boot. */
+static bool read_pressure(int fd, uint64_t *stall_us)
+{
+        char text[PRESSURE_TEXT];
+        ssize_t n = fd < 0 ? -1 : pread(fd, text, sizeof(text) - 1, 0);
+        const char *p;
+
+        if (n <= 0)
+                return false;
+        text[n] = '\0';
+        p = strncmp(text, "some ", 5) == 0 ? strstr(text, "total=") : NULL;
+        if (p == NULL || (p - text) > (ptrdiff_t)strcspn(text, "\n"))
+                return false;
+        *stall_us = strtoull(p + 6, NULL, 10);
+        return true;
+}
+
 bool rzs_lowmem_read(struct rzs_lowmem *lm, struct rzs_lowmem_state *out)
 {
         *out = (struct rzs_lowmem_state){0};
         out->valid = read_meminfo(lm, out);
+        out->stall_valid = read_pressure(lm->pressure_fd, &out->stall_us);
         if (lm->zoneinfo_fd < 0 || !read_zoneinfo(lm->zoneinfo_fd, out)) {
                 out->watermark = lm->fallback_watermark;
                 out->headroom =

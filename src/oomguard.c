@@ -23,8 +23,7 @@ struct rzs_oomguard {
         int sysrq_fd;
         struct rzs_lowmem *lowmem;
         unsigned period_ms;
-        unsigned window;
-        uint64_t low_bytes;
+        struct rzs_oomguard_rule rule; /* low_bytes 0: twice the reserve */
         _Atomic uint64_t fired;
         struct rzs_oomguard_state judged; /* only the poller touches it */
         bool started;
@@ -40,9 +39,24 @@ struct rzs_oomguard {
  * refused pages, or stop sending anything at all once its own allocations for the
  * retries fail (measured in a QEMU guest: swap writeout waiting in mempool_alloc
  * for a bio); both are the livelock. */
+/* Out of memory: MemFree under the threshold, and tasks stalled on memory for
+ * much of the period (PSI). MemAvailable is no use here: in the measured no-fit
+ * livelock it still counted 8 MB of reclaimable slab that reclaim was not
+ * getting back, while 2.4 MB were free. Without PSI, MemAvailable it is. */
+static bool memory_out(const struct rzs_oomguard_state *st,
+                       const struct rzs_oomguard_sample *now,
+                       const struct rzs_oomguard_rule *rule)
+{
+        if (now->mem_free >= rule->low_bytes)
+                return false;
+        if (now->stall_valid && st->last.stall_valid)
+                return now->stall_us - st->last.stall_us >= rule->stall_us;
+        return now->mem_available < rule->low_bytes;
+}
+
 bool rzs_oomguard_judge(struct rzs_oomguard_state *st,
-                        const struct rzs_oomguard_sample *now, unsigned window,
-                        uint64_t low_bytes)
+                        const struct rzs_oomguard_sample *now,
+                        const struct rzs_oomguard_rule *rule)
 {
         bool wrote = st->have_last && now->num_writes != st->last.num_writes;
         bool refused = st->have_last && now->failed_writes != st->last.failed_writes;
@@ -54,32 +68,37 @@ bool rzs_oomguard_judge(struct rzs_oomguard_state *st,
                 st->refusing = true;
         else if (wrote)
                 st->refusing = false;
-        stuck = st->refusing && !wrote && now->mem_available < low_bytes;
+        stuck = st->have_last && st->refusing && !wrote && memory_out(st, now, rule);
         st->last = *now;
         st->have_last = true;
         st->stuck_periods = stuck ? st->stuck_periods + 1 : 0;
-        if (st->stuck_periods < window)
+        if (st->stuck_periods < rule->window)
                 return false;
         st->stuck_periods = 0;
         return true;
 }
 
-/* The threshold in force: low_bytes if given, else twice the kernel's reserve
- * (the low watermarks with their boost, as lowmem reads them). MemAvailable can
- * sit between the two while kswapd keeps up; under it, reclaim is failing.
- * UINT64_MAX as MemAvailable (never low) when meminfo cannot be read, so a broken
- * /proc never makes the guard fire. */
-static void read_memory(struct rzs_oomguard *g, uint64_t *available, uint64_t *low)
+/* One look at the device and the machine. Without a readable meminfo the
+ * memory reads as plentiful, so a broken /proc never makes the guard fire. */
+static void take_sample(struct rzs_oomguard *g, struct rzs_oomguard_sample *s,
+                        uint64_t *watermark)
 {
-        struct rzs_lowmem_state st;
+        struct rzs_lowmem_state lm;
+        struct rzs_stats stats;
 
-        if (!rzs_lowmem_read(g->lowmem, &st)) {
-                *available = UINT64_MAX;
-                *low = 0;
-                return;
+        rzs_device_get_stats(g->dev, &stats);
+        *s = (struct rzs_oomguard_sample){.num_writes = stats.num_writes,
+                                          .failed_writes = stats.failed_writes,
+                                          .mem_free = UINT64_MAX,
+                                          .mem_available = UINT64_MAX};
+        *watermark = 0;
+        if (rzs_lowmem_read(g->lowmem, &lm)) {
+                s->mem_free = lm.mem_free;
+                s->mem_available = lm.mem_available;
+                *watermark = lm.watermark;
         }
-        *available = st.mem_available;
-        *low = g->low_bytes ? g->low_bytes : 2 * st.watermark;
+        s->stall_us = lm.stall_us;
+        s->stall_valid = lm.stall_valid;
 }
 
 static void fire(struct rzs_oomguard *g)
@@ -114,15 +133,15 @@ static bool wait_period(struct rzs_oomguard *g)
 
 void rzs_oomguard_poll(struct rzs_oomguard *g)
 {
+        struct rzs_oomguard_rule rule = g->rule;
         struct rzs_oomguard_sample s;
-        struct rzs_stats stats;
-        uint64_t low;
+        uint64_t watermark;
 
-        rzs_device_get_stats(g->dev, &stats);
-        s.num_writes = stats.num_writes;
-        s.failed_writes = stats.failed_writes;
-        read_memory(g, &s.mem_available, &low);
-        if (rzs_oomguard_judge(&g->judged, &s, g->window, low))
+        take_sample(g, &s, &watermark);
+        /* The reserve is read each period: it moves with the watermark boost. */
+        if (rule.low_bytes == 0)
+                rule.low_bytes = 2 * watermark;
+        if (rzs_oomguard_judge(&g->judged, &s, &rule))
                 fire(g);
 }
 
@@ -147,7 +166,8 @@ static int open_files(struct rzs_oomguard *g, const struct rzs_oomguard_config *
 {
         const char *sysrq = cfg->sysrq ? cfg->sysrq : "/proc/sysrq-trigger";
         const struct rzs_lowmem_config lc = {.meminfo = cfg->meminfo,
-                                             .zoneinfo = cfg->zoneinfo};
+                                             .zoneinfo = cfg->zoneinfo,
+                                             .pressure = cfg->pressure};
         int r;
 
         g->sysrq_fd = open(sysrq, O_WRONLY | O_CLOEXEC | O_NOCTTY);
@@ -193,8 +213,11 @@ int rzs_oomguard_create(const struct rzs_oomguard_config *cfg, struct rzs_oomgua
                 return -ENOMEM;
         g->dev = cfg->dev;
         g->period_ms = cfg->period_ms ? cfg->period_ms : RZS_OOMGUARD_PERIOD_MS;
-        g->window = cfg->window ? cfg->window : RZS_OOMGUARD_WINDOW;
-        g->low_bytes = cfg->low_bytes;
+        g->rule = (struct rzs_oomguard_rule){
+            .window = cfg->window ? cfg->window : RZS_OOMGUARD_WINDOW,
+            .low_bytes = cfg->low_bytes,
+            .stall_us = (uint64_t)g->period_ms * 1000 * RZS_OOMGUARD_STALL_PCT / 100,
+        };
         g->sysrq_fd = -1;
         r = open_files(g, cfg, msg, msglen);
         if (r == 0)

@@ -5,7 +5,8 @@
  * A swap server that enters direct reclaim waits for swap I/O that only it can
  * serve, so the pool does not decide this itself: it asks a may_grow hook (as
  * zsmalloc takes its gfp mask from its caller), and this module is that hook. It
- * owns /proc/meminfo, /proc/zoneinfo and vm.min_free_kbytes.
+ * owns /proc/meminfo, /proc/zoneinfo, vm.min_free_kbytes and the memory
+ * pressure stall information (PSI) of /proc/pressure/memory.
  *
  * Policy: growing by n pages is comfortable when, after it,
  *   the free pages above the zones' reserves stay at or above the margin, and
@@ -46,6 +47,7 @@ struct rzs_lowmem_config {
         const char *zoneinfo;   /* NULL = /proc/zoneinfo (optional: without it the
                                  * min_free_kbytes fallback applies) */
         const char *min_free;   /* NULL = /proc/sys/vm/min_free_kbytes (optional) */
+        const char *pressure;   /* NULL = /proc/pressure/memory (optional: PSI) */
         uint64_t margin;        /* headroom left after growing;
                                  * 0 = RZS_LOWMEM_DEFAULT_MARGIN */
         uint64_t min_available; /* bytes MemAvailable keeps after growing; 0 = none
@@ -61,6 +63,9 @@ struct rzs_lowmem_state {
         uint64_t mem_available; /* MemAvailable (MemFree on kernels without it) */
         uint64_t watermark;     /* the zones' reserves summed (see Policy) */
         uint64_t headroom;      /* free memory above them (see Policy) */
+        uint64_t stall_us;      /* PSI memory "some" total: microseconds with a
+                                 * task stalled on memory, since boot */
+        bool stall_valid;       /* false: no /proc/pressure/memory (no PSI) */
         bool valid;             /* false: meminfo could not be read or parsed */
 };
 

@@ -12,19 +12,21 @@
  *
  * The state: for `window` consecutive periods the device was refusing (writes
  * failed, and no period since saw writes get through without failures), no page
- * was written, and
- * MemAvailable stayed under low_bytes. The kernel may keep retrying the refused
- * writes or stop sending anything at all; either way nothing moves. All three
- * conditions matter: refused writes alone happen on a machine that still has memory
- * (a cgroup limit pushing pages out); low memory alone is the kernel's own business
- * while writes succeed. After firing, the guard needs a whole new window before it fires
- * again, so it never asks more than once per window.
+ * was written, and the machine was out of memory: MemFree under low_bytes while
+ * tasks stalled on memory for at least half the period (PSI). The kernel may keep
+ * retrying the refused writes or stop sending anything at all; either way nothing
+ * moves. Each condition matters: refused writes alone happen on a machine that
+ * still has memory (a cgroup limit pushing pages out); little free memory alone is
+ * normal on a machine full of page cache; stalls alone are the kernel's business
+ * while swap writes succeed. After firing, the guard needs a whole new window
+ * before it fires again, so it never asks more than once per window.
  *
  * The decision (rzs_oomguard_judge) is a pure function of the samples, so tests feed
- * it samples. The thread samples once a period: the device's counters and one
- * pread of /proc/meminfo into a stack buffer, on descriptors opened at create (the
- * sysrq trigger can only be opened as root; the descriptor keeps working after the
- * server drops privileges). It allocates nothing once started.
+ * it samples. The thread samples once a period: the device's counters and the
+ * lowmem module's reading of meminfo, zoneinfo and /proc/pressure/memory into
+ * stack buffers, on descriptors opened at create (the sysrq trigger can only be
+ * opened as root; the descriptor keeps working after the server drops
+ * privileges). It allocates nothing once started.
  *
  * Lifecycle, as for the stats server: create in .get_ready (errors visible), start
  * in .after_fork (threads do not survive fork), destroy at unload.
@@ -41,7 +43,19 @@
 struct rzs_oomguard_sample {
         uint64_t num_writes;    /* pages written (cumulative) */
         uint64_t failed_writes; /* write requests refused (cumulative) */
+        uint64_t mem_free;      /* MemFree, bytes */
         uint64_t mem_available; /* MemAvailable, bytes */
+        uint64_t stall_us;      /* PSI memory "some" total, microseconds */
+        bool stall_valid;       /* false: no PSI on this kernel */
+};
+
+/* When a period counts as stuck, and for how many periods in a row. */
+struct rzs_oomguard_rule {
+        unsigned window;    /* periods in a row; >= 1 */
+        uint64_t low_bytes; /* memory is out when MemFree is under this, and */
+        uint64_t stall_us;  /* tasks stalled on memory at least this long in the
+                             * period (PSI); without PSI: MemAvailable under
+                             * low_bytes instead */
 };
 
 /* The judge's memory between samples. Zero it to start. */
@@ -53,16 +67,17 @@ struct rzs_oomguard_state {
 };
 
 /* Feed one sample. Returns true when the guard should fire now (and restarts the
- * count, so the next firing needs another full window). window >= 1. O(1). */
+ * count, so the next firing needs another full window). O(1). */
 bool rzs_oomguard_judge(struct rzs_oomguard_state *st,
-                        const struct rzs_oomguard_sample *now, unsigned window,
-                        uint64_t low_bytes);
+                        const struct rzs_oomguard_sample *now,
+                        const struct rzs_oomguard_rule *rule);
 
 struct rzs_oomguard_config {
         struct rzs_device *dev; /* counters are read from it; it outlives the guard */
         const char *sysrq;      /* NULL = /proc/sysrq-trigger; tests give a file */
         const char *meminfo;    /* NULL = /proc/meminfo; tests give a file */
         const char *zoneinfo;   /* NULL = /proc/zoneinfo; tests give a file */
+        const char *pressure;   /* NULL = /proc/pressure/memory; tests give a file */
         unsigned period_ms;     /* 0 = RZS_OOMGUARD_PERIOD_MS */
         unsigned window;        /* periods; 0 = RZS_OOMGUARD_WINDOW */
         uint64_t low_bytes;     /* MemAvailable under which memory is out; 0 =
@@ -72,6 +87,7 @@ struct rzs_oomguard_config {
 
 #define RZS_OOMGUARD_PERIOD_MS 1000
 #define RZS_OOMGUARD_WINDOW    10
+#define RZS_OOMGUARD_STALL_PCT 50 /* share of a period stalled on memory (PSI) */
 
 struct rzs_oomguard;
 

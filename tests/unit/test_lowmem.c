@@ -234,6 +234,38 @@ static void test_fallbacks(void **state)
         rzs_lowmem_close(NULL);
 }
 
+/* PSI: the "some" line's total, in microseconds; no file, or a file without it,
+ * leaves stall_valid false. */
+static void test_pressure(void **state)
+{
+        struct fixture *fx = *state;
+        char path[] = "/tmp/lm-pressure-XXXXXX";
+        struct rzs_lowmem_config cfg = {
+            .meminfo = fx->meminfo, .zoneinfo = fx->zoneinfo, .pressure = path};
+        struct rzs_lowmem_state st;
+        struct rzs_lowmem *lm;
+        int fd = mkstemp(path);
+
+        assert_true(fd >= 0);
+        close(fd);
+        write_meminfo(fx->meminfo, 100000, 90000);
+        write_zoneinfo(fx->zoneinfo, 5000, 0, 0);
+        write_file(path, "some avg10=12.50 avg60=3.00 avg300=1.00 total=987654321\n"
+                         "full avg10=2.00 avg60=1.00 avg300=0.50 total=123\n");
+        assert_int_equal(rzs_lowmem_open(&cfg, &lm), 0);
+        assert_true(rzs_lowmem_read(lm, &st));
+        assert_true(st.stall_valid);
+        assert_int_equal(st.stall_us, 987654321);
+        write_file(path, "full avg10=2.00 avg60=1.00 avg300=0.50 total=123\n");
+        assert_true(rzs_lowmem_read(lm, &st));
+        assert_false(st.stall_valid);
+        rzs_lowmem_close(lm);
+        unlink(path);
+        cfg.pressure = NULL; /* the default is optional */
+        assert_int_equal(rzs_lowmem_open(&cfg, &lm), 0);
+        rzs_lowmem_close(lm);
+}
+
 /* This host's own files parse: a watermark at least vm.min_free_kbytes. */
 static void test_live(void **state)
 {
@@ -266,6 +298,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_watermark, setup, teardown),
             cmocka_unit_test_setup_teardown(test_decision, setup, teardown),
             cmocka_unit_test_setup_teardown(test_fallbacks, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_pressure, setup, teardown),
             cmocka_unit_test(test_live),
         };
 

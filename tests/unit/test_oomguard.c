@@ -3,8 +3,10 @@
  * /proc/meminfo and /proc/sysrq-trigger. */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,12 +21,25 @@
 
 #include "pagegen.h"
 
-#define LOW (UINT64_C(8) << 20)
+#define LOW   (UINT64_C(8) << 20)
+#define STALL 500000u /* microseconds of a 1 s period */
 
+/* Without PSI: MemFree and MemAvailable both at avail. */
 static struct rzs_oomguard_sample sample(uint64_t ok, uint64_t failed, uint64_t avail)
 {
-        return (struct rzs_oomguard_sample){
-            .num_writes = ok, .failed_writes = failed, .mem_available = avail};
+        return (struct rzs_oomguard_sample){.num_writes = ok,
+                                            .failed_writes = failed,
+                                            .mem_free = avail,
+                                            .mem_available = avail};
+}
+
+static bool judge(struct rzs_oomguard_state *st, const struct rzs_oomguard_sample *s,
+                  unsigned window)
+{
+        const struct rzs_oomguard_rule rule = {
+            .window = window, .low_bytes = LOW, .stall_us = STALL};
+
+        return rzs_oomguard_judge(st, s, &rule);
 }
 
 /* Stuck periods in a row: fires on the window-th, then needs a whole new window. */
@@ -33,11 +48,11 @@ static void test_judge_fires_after_window(void **state)
         struct rzs_oomguard_state st = {0};
         struct rzs_oomguard_sample s = sample(100, 0, LOW / 2);
 
-        assert_false(rzs_oomguard_judge(&st, &s, 3, LOW)); /* first look: baseline */
+        assert_false(judge(&st, &s, 3)); /* first look: baseline */
         for (int round = 0; round < 2; round++) {
                 for (int i = 1; i <= 3; i++) {
                         s.failed_writes += 5;
-                        assert_int_equal(rzs_oomguard_judge(&st, &s, 3, LOW), i == 3);
+                        assert_int_equal(judge(&st, &s, 3), i == 3);
                 }
         }
 }
@@ -52,8 +67,8 @@ static int feed(struct rzs_oomguard_state *st, struct rzs_oomguard_sample *s, in
         for (int i = 0; i < periods; i++) {
                 s->num_writes += d_ok;
                 s->failed_writes += d_failed;
-                s->mem_available = avail;
-                fired += rzs_oomguard_judge(st, s, 2, LOW);
+                s->mem_free = s->mem_available = avail;
+                fired += judge(st, s, 2);
         }
         return fired;
 }
@@ -102,30 +117,58 @@ static void test_judge_refused_last_then_silence(void **state)
         assert_int_equal(feed(&st, &s, 1, 0, 0, LOW / 2), 1);
 }
 
+/* With PSI: little free memory and tasks stalled on it make memory out, whatever
+ * MemAvailable says (it counted 8 MB of slab reclaim was not getting back). */
+static void test_judge_psi(void **state)
+{
+        struct rzs_oomguard_sample s = sample(0, 0, LOW / 2);
+        struct rzs_oomguard_state st = {0};
+
+        s.mem_available = 4 * LOW;
+        s.stall_valid = true;
+        judge(&st, &s, 2);
+        for (int i = 0; i < 4; i++) { /* stalled a tenth of each period: fine */
+                s.failed_writes++;
+                s.stall_us += STALL / 5;
+                assert_false(judge(&st, &s, 2));
+        }
+        s.stall_us += STALL; /* stalled half of it, twice: out */
+        assert_false(judge(&st, &s, 2));
+        s.stall_us += STALL;
+        assert_true(judge(&st, &s, 2));
+        s.mem_free = LOW; /* stalls with free memory: the kernel's business */
+        for (int i = 0; i < 4; i++) {
+                s.stall_us += 2 * STALL;
+                assert_false(judge(&st, &s, 2));
+        }
+}
+
 /* One good period in the middle restarts the count. */
 static void test_judge_progress_restarts_count(void **state)
 {
         struct rzs_oomguard_state st = {0};
         struct rzs_oomguard_sample s = sample(0, 0, 0);
 
-        rzs_oomguard_judge(&st, &s, 3, LOW);
+        judge(&st, &s, 3);
         s.failed_writes++;
-        assert_false(rzs_oomguard_judge(&st, &s, 3, LOW));
+        assert_false(judge(&st, &s, 3));
         s.failed_writes++;
-        assert_false(rzs_oomguard_judge(&st, &s, 3, LOW));
+        assert_false(judge(&st, &s, 3));
         s.num_writes++; /* a page got through */
-        assert_false(rzs_oomguard_judge(&st, &s, 3, LOW));
+        assert_false(judge(&st, &s, 3));
         s.failed_writes++;
-        assert_false(rzs_oomguard_judge(&st, &s, 3, LOW));
+        assert_false(judge(&st, &s, 3));
         s.failed_writes++;
-        assert_false(rzs_oomguard_judge(&st, &s, 3, LOW));
+        assert_false(judge(&st, &s, 3));
         s.failed_writes++;
-        assert_true(rzs_oomguard_judge(&st, &s, 3, LOW));
+        assert_true(judge(&st, &s, 3));
 }
 
 struct fixture {
         char meminfo[64];
         char zoneinfo[64];
+        char pressure[64];
+        uint64_t stall_us; /* what the pressure file says now */
         char sysrq[64];
         struct rzs_device *dev;
         unsigned char page[RZS_PAGE_SIZE];
@@ -177,6 +220,9 @@ static int setup(void **state)
         strcpy(fx->meminfo, "/tmp/ramzswap-oomguard-meminfo-XXXXXX");
         strcpy(fx->sysrq, "/tmp/ramzswap-oomguard-sysrq-XXXXXX");
         strcpy(fx->zoneinfo, "/tmp/ramzswap-oomguard-zoneinfo-XXXXXX");
+        strcpy(fx->pressure, "/tmp/ramzswap-oomguard-pressure-XXXXXX");
+        assert_true((fd = mkstemp(fx->pressure)) >= 0);
+        close(fd);
         assert_true((fd = mkstemp(fx->meminfo)) >= 0);
         close(fd);
         assert_true((fd = mkstemp(fx->zoneinfo)) >= 0);
@@ -208,6 +254,7 @@ static int teardown(void **state)
         rzs_device_destroy(fx->dev);
         unlink(fx->meminfo);
         unlink(fx->zoneinfo);
+        unlink(fx->pressure);
         unlink(fx->sysrq);
         free(fx);
         return 0;
@@ -219,6 +266,7 @@ static struct rzs_oomguard *make_guard(struct fixture *fx, unsigned window)
                                           .sysrq = fx->sysrq,
                                           .meminfo = fx->meminfo,
                                           .zoneinfo = fx->zoneinfo,
+                                          .pressure = fx->pressure,
                                           .window = window};
         struct rzs_oomguard *g;
 
@@ -226,9 +274,18 @@ static struct rzs_oomguard *make_guard(struct fixture *fx, unsigned window)
         return g;
 }
 
-/* Each period: the kernel retries a swap-out the full device refuses. */
+/* Each period: the kernel retries a swap-out the full device refuses, and tasks
+ * stall on memory for the whole period. */
 static void refused_period(struct fixture *fx, struct rzs_oomguard *g)
 {
+        char text[160];
+
+        fx->stall_us += 1000000;
+        snprintf(text, sizeof text,
+                 "some avg10=90.00 avg60=50.00 avg300=20.00 total=%" PRIu64 "\n"
+                 "full avg10=80.00 avg60=40.00 avg300=10.00 total=%" PRIu64 "\n",
+                 fx->stall_us, fx->stall_us / 2);
+        write_file(fx->pressure, text);
         fill_noise(fx->page, sizeof fx->page, 999);
         assert_int_equal(
             rzs_device_write(fx->dev, fx->page, RZS_PAGE_SIZE, 63 * RZS_PAGE_SIZE),
@@ -307,6 +364,7 @@ int main(void)
             cmocka_unit_test(test_judge_needs_all_three),
             cmocka_unit_test(test_judge_silence_after_refusals),
             cmocka_unit_test(test_judge_refused_last_then_silence),
+            cmocka_unit_test(test_judge_psi),
             cmocka_unit_test(test_judge_progress_restarts_count),
             cmocka_unit_test_setup_teardown(test_guard_fires_on_livelock, setup,
                                             teardown),
