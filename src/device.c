@@ -661,10 +661,28 @@ static void page_fill(unsigned char *page, uint32_t pattern)
                 memcpy(page + i, &w, sizeof(w));
 }
 
+/* good_compress or no_compress for a pool entry, or C_COUNT when it is neither. */
+static enum counter_id part_of(rzs_entry e)
+{
+        if (rzs_entry_is_raw(e))
+                return C_NO_COMPRESS;
+        return rzs_entry_size(e) <= GOOD_COMPRESSED ? C_GOOD_COMPRESS : C_COUNT;
+}
+
+/* A counter update that a snapshot's acquire load orders against. */
+static void count_release(struct rzs_device *dev, enum counter_id id, int64_t delta)
+{
+        atomic_fetch_add_explicit(&dev->c[id].v, (uint64_t)delta, memory_order_release);
+}
+
 /* Add sign (+1/-1) times an entry's share to the gauges. Caller holds the slot
- * lock. */
+ * lock. good_compress and no_compress are parts of pages_stored: they rise after it
+ * and fall before it, so a snapshot reading them first never sees more parts than
+ * the pages they belong to from this update (see read_stored). */
 static void account(struct rzs_device *dev, rzs_entry e, int sign)
 {
+        enum counter_id part;
+
         if (rzs_entry_is_empty(e))
                 return;
         if (rzs_entry_is_same(e)) {
@@ -675,15 +693,15 @@ static void account(struct rzs_device *dev, rzs_entry e, int sign)
                 count(dev, C_BACKING_PAGES, sign);
                 return;
         }
-        count(dev, C_PAGES_STORED, sign);
-        if (rzs_entry_is_raw(e)) {
-                count(dev, C_NO_COMPRESS, sign);
-                count(dev, C_COMPR_DATA_SIZE, sign * (int64_t)PAGE);
-                return;
-        }
-        count(dev, C_COMPR_DATA_SIZE, sign * (int64_t)rzs_entry_size(e));
-        if (rzs_entry_size(e) <= GOOD_COMPRESSED)
-                count(dev, C_GOOD_COMPRESS, sign);
+        part = part_of(e);
+        if (sign > 0)
+                count_release(dev, C_PAGES_STORED, 1);
+        if (part != C_COUNT)
+                count_release(dev, part, sign);
+        if (sign < 0)
+                count_release(dev, C_PAGES_STORED, -1);
+        count(dev, C_COMPR_DATA_SIZE,
+              sign * (int64_t)(rzs_entry_is_raw(e) ? PAGE : rzs_entry_size(e)));
 }
 
 /* Swap e into slot, whose lock the caller holds, and count it; returns the old
@@ -922,6 +940,27 @@ int rzs_device_zero(struct rzs_device *dev, uint64_t len, uint64_t off)
         return discard(dev, len, off);
 }
 
+/* pages_stored and its parts, good_compress and no_compress, with the parts never
+ * above the whole. The parts are read first, with acquire loads: a page they count
+ * was added to pages_stored before them (see account), so the later read of
+ * pages_stored sees it. A page removed between the reads can still leave a part
+ * above the whole, so the parts are clamped: a snapshot is a moment's estimate,
+ * and readers divide the parts by pages_stored. */
+static void read_stored(const struct rzs_device *dev, struct rzs_stats *out)
+{
+        uint64_t good =
+            atomic_load_explicit(&dev->c[C_GOOD_COMPRESS].v, memory_order_acquire);
+        uint64_t no =
+            atomic_load_explicit(&dev->c[C_NO_COMPRESS].v, memory_order_acquire);
+        uint64_t stored =
+            atomic_load_explicit(&dev->c[C_PAGES_STORED].v, memory_order_acquire);
+
+        out->pages_stored = stored;
+        out->good_compress = good < stored ? good : stored;
+        out->no_compress =
+            no < stored - out->good_compress ? no : stored - out->good_compress;
+}
+
 void rzs_device_get_stats(const struct rzs_device *dev, struct rzs_stats *out)
 {
         memset(out, 0, sizeof(*out));
@@ -935,9 +974,7 @@ void rzs_device_get_stats(const struct rzs_device *dev, struct rzs_stats *out)
         out->pages_discard = counter(dev, C_PAGES_DISCARD);
         out->zero_pages = counter(dev, C_ZERO_PAGES);
         out->same_pages = counter(dev, C_SAME_PAGES);
-        out->good_compress = counter(dev, C_GOOD_COMPRESS);
-        out->no_compress = counter(dev, C_NO_COMPRESS);
-        out->pages_stored = counter(dev, C_PAGES_STORED);
+        read_stored(dev, out);
         out->pages_used = counter(dev, C_PAGES_USED);
         out->orig_data_size = out->pages_stored * PAGE;
         out->compr_data_size = counter(dev, C_COMPR_DATA_SIZE);

@@ -116,10 +116,13 @@ static void field_set(struct rzs_stats *st, size_t off, uint64_t v)
         memcpy((char *)st + off, &v, sizeof v);
 }
 
+/* At most 100: counters read one by one can show a part above the whole. */
 unsigned rzs_stats_percent(uint64_t part, uint64_t pages_stored)
 {
         if (pages_stored == 0)
                 return 0;
+        if (part > pages_stored)
+                return 100;
         return (unsigned)((unsigned __int128)part * 100 / pages_stored);
 }
 
@@ -373,11 +376,12 @@ static bool parse_value(const struct text_field *f, const char *s, const char *e
                 field_set(&out->stats, f->a, v);
                 return true;
         case F_PCT:
-                if (!parse_u64(&s, end, &v) || !expect(&s, end, " %") || s != end ||
-                    v > 100)
+                if (!parse_u64(&s, end, &v) || !expect(&s, end, " %") || s != end)
                         return false;
+                /* Servers before the clamp printed torn snapshots above 100. */
                 *(f->a == OFF(good_compress) ? &out->good_compress_pct
-                                             : &out->no_compress_pct) = (unsigned)v;
+                                             : &out->no_compress_pct) =
+                    v > 100 ? 100 : (unsigned)v;
                 return true;
         case F_RATIO:
                 if (!parse_u64(&s, end, &v) || !expect(&s, end, ".") || end - s != 2 ||

@@ -106,7 +106,8 @@ struct rzs_stats {
                                     * written as data (not never-written slots) */
         uint64_t same_pages;       /* SameFilled: slots now holding a non-zero
                                     * repeated 32-bit word */
-        uint64_t good_compress;    /* stored slots compressed to <= 1/2 page (now) */
+        uint64_t good_compress;    /* stored slots compressed to <= 1/2 page (now);
+                                    * with no_compress never above pages_stored */
         uint64_t no_compress;      /* stored slots kept raw, incompressible (now) */
         uint64_t pages_stored;     /* PagesStored: slots with an object in the pool */
         uint64_t pages_used;       /* PagesUsed: pool pages holding data */

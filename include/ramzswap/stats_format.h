@@ -16,10 +16,11 @@
  *
  * Sizes print as "%8llu kB" (bytes / 1024, rounded down, like the seed); counts as
  * "%8llu"; GoodCompress and NoCompress as a percentage of PagesStored ("%8u %%",
- * 0 when nothing is stored); Fragmentation = MemUsedTotal / ComprDataSize and
- * CompressionRatio = OrigDataSize / ComprDataSize with two decimals (0.00 when
- * nothing is stored); Mlock and IoFlusher as yes/no; Capabilities and Compressor as
- * strings. Readers must ignore keys they do not know: new keys are only appended.
+ * 0 when nothing is stored, at most 100); Fragmentation = MemUsedTotal /
+ * ComprDataSize and CompressionRatio = OrigDataSize / ComprDataSize with two decimals
+ * (0.00 when nothing is stored); Mlock and IoFlusher as yes/no; Capabilities and
+ * Compressor as strings. Readers must ignore keys they do not know: new keys are only
+ * appended.
  *
  * JSON form: one object, one member per line, keys = the struct rzs_stats field
  * names (raw byte counts and raw counters, every field), then good_compress_pct,
@@ -55,7 +56,8 @@ struct rzs_stats_facts {
 
 /* The text form read back. Sizes are the printed kB * 1024 (so rounded down to a
  * KiB); good_compress, no_compress and pool_block_bytes are not in the text form
- * and read as 0; the derived values are kept as printed. */
+ * and read as 0; the derived values are kept as printed, percentages above 100
+ * (older servers) as 100. */
 struct rzs_stats_report {
         struct rzs_stats stats;
         unsigned good_compress_pct;
@@ -79,7 +81,7 @@ int rzs_stats_format_text(const struct rzs_stats *st, const struct rzs_stats_fac
 int rzs_stats_format_json(const struct rzs_stats *st, const struct rzs_stats_facts *facts,
                           char *buf, size_t size);
 
-/* Percent of pages_stored, rounded down; 0 when pages_stored is 0. */
+/* Percent of pages_stored, rounded down, at most 100; 0 when pages_stored is 0. */
 unsigned rzs_stats_percent(uint64_t part, uint64_t pages_stored);
 
 /* num / den * 100, rounded to nearest; 0 when den is 0; saturates at UINT64_MAX. */

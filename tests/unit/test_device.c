@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -806,6 +807,64 @@ static void test_threads(void **state)
         rzs_device_destroy(dev);
 }
 
+/* ---- snapshots against a churning writer ---- */
+
+#define SNAP_SLOTS                                                                       \
+        4                /* few slots: pages_stored stays small, so a torn read          \
+                          * shows as parts > pages_stored */
+#define SNAP_ROUNDS 5000 /* writer rounds; the reader snapshots until they end */
+
+struct churn_arg {
+        struct rzs_device *dev;
+        atomic_bool done;
+        unsigned failures;
+};
+
+/* Store a well-compressed and a raw page, then trim them: good_compress and
+ * no_compress rise and fall with pages_stored. */
+static void *churn_thread(void *p)
+{
+        struct churn_arg *a = p;
+        unsigned char good[PAGE], raw[PAGE];
+
+        fill_text(good, 1);
+        fill_noise(raw, PAGE, 2);
+        for (uint64_t i = 0; i < SNAP_ROUNDS; i++) {
+                uint64_t slot = 1 + i % SNAP_SLOTS;
+                uint64_t next = 1 + (i + 1) % SNAP_SLOTS;
+
+                a->failures += rzs_device_write(a->dev, good, PAGE, slot * PAGE) != 0;
+                a->failures += rzs_device_write(a->dev, raw, PAGE, next * PAGE) != 0;
+                a->failures += rzs_device_trim(a->dev, SNAP_SLOTS * PAGE, PAGE) != 0;
+        }
+        atomic_store(&a->done, true);
+        return NULL;
+}
+
+/* No snapshot shows more good or raw pages than stored ones (the parts of
+ * pages_stored), however the reads interleave with the writer's updates. */
+static void test_snapshot_parts_within_stored(void **state)
+{
+        struct churn_arg a = {.dev = make_dev((SNAP_SLOTS + 2) * PAGE, 0)};
+        uint64_t torn = 0, taken = 0;
+        pthread_t th;
+        (void)state;
+
+        assert_int_equal(pthread_create(&th, NULL, churn_thread, &a), 0);
+        while (!atomic_load(&a.done)) {
+                struct rzs_stats s = stats(a.dev);
+
+                torn += s.good_compress + s.no_compress > s.pages_stored;
+                taken++;
+        }
+        pthread_join(th, NULL);
+        print_message("%" PRIu64 " of %" PRIu64 " snapshots torn\n", torn, taken);
+        assert_int_equal(a.failures, 0);
+        assert_int_equal(torn, 0);
+        assert_int_equal(rzs_device_check(a.dev), 0);
+        rzs_device_destroy(a.dev);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -817,6 +876,7 @@ int main(void)
             cmocka_unit_test(test_reserve),
             cmocka_unit_test(test_lowmem),
             cmocka_unit_test(test_threads),
+            cmocka_unit_test(test_snapshot_parts_within_stored),
             cmocka_unit_test(test_refill_thread),
             cmocka_unit_test(test_random_model),
         };
