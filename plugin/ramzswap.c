@@ -629,19 +629,48 @@ static int ramzswap_can_cache(void *handle)
         return NBDKIT_CACHE_NATIVE;
 }
 
-/* Report a failed device call, naming it, and hand its errno to nbdkit. A full
- * device refuses every write until the kernel frees swap: log those on the 1st, 2nd,
- * 4th, 8th... refusal only, since a line per request through a slow console stalls
- * the server (seen in the e2e guest); FailedWrites in the stats counts them all. */
+/* Failures are logged per kind of errno, each with the stats counter that counts
+ * them all. */
+enum fail_class { FC_EINVAL, FC_EIO, FC_ENOSPC, FC_OTHER, FC_COUNT };
+
+static const char *const fail_counter[FC_COUNT] = {
+    [FC_EINVAL] = "InvalidIO",
+    [FC_EIO] = "FailedReads/FailedWrites",
+    [FC_ENOSPC] = "FailedWrites",
+    [FC_OTHER] = "FailedReads/FailedWrites",
+};
+
+static enum fail_class fail_class_of(int e)
+{
+        switch (e) {
+        case EINVAL:
+                return FC_EINVAL;
+        case EIO:
+                return FC_EIO;
+        case ENOSPC:
+                return FC_ENOSPC;
+        default:
+                return FC_OTHER;
+        }
+}
+
+/* Report a failed device call, naming it, and hand its errno to nbdkit. Each kind
+ * of failure is logged on its 1st, 2nd, 4th, 8th... occurrence only: a full device
+ * refuses every write until the kernel frees swap, and a client may repeat a
+ * misaligned request or a read of a lost page without end, and a line per request
+ * through a slow console stalls the server (seen in the e2e guest). */
 static int fail(const char *what, uint32_t count, uint64_t offset, int r)
 {
-        static _Atomic uint64_t nospace;
-        uint64_t n = r == -ENOSPC ? atomic_fetch_add(&nospace, 1) + 1 : 1;
+        static _Atomic uint64_t seen[FC_COUNT];
+        enum fail_class c = fail_class_of(-r);
+        uint64_t n = atomic_fetch_add(&seen[c], 1) + 1;
 
         if ((n & (n - 1)) == 0)
-                nbdkit_error("%s of %" PRIu32 " bytes at offset %" PRIu64 " failed: %s%s",
+                nbdkit_error("%s of %" PRIu32 " bytes at offset %" PRIu64
+                             " failed: %s%s%s%s",
                              what, count, offset, errstr(-r),
-                             n > 1 ? " (logged at powers of two; see FailedWrites)" : "");
+                             n > 1 ? " (logged at powers of two; see " : "",
+                             n > 1 ? fail_counter[c] : "", n > 1 ? ")" : "");
         nbdkit_set_error(-r);
         return -1;
 }

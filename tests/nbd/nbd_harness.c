@@ -94,6 +94,23 @@ struct nbd_handle *harness_connect(const char *const *params)
         return h;
 }
 
+/* libnbd starts nbdkit with our stderr: point ours at errfd for that moment. */
+struct nbd_handle *harness_connect_stderr(const char *const *params, int errfd)
+{
+        struct nbd_handle *h;
+        int saved;
+
+        fflush(stderr);
+        saved = dup(2);
+        if (saved == -1 || dup2(errfd, 2) == -1)
+                die("redirecting stderr: %s", strerror(errno));
+        h = harness_connect(params);
+        if (dup2(saved, 2) == -1)
+                die("restoring stderr: %s", strerror(errno));
+        close(saved);
+        return h;
+}
+
 void harness_server_start(struct harness_server *srv, const char *const *params)
 {
         static const char *const opts[] = {"-f", "--exit-with-parent", NULL};

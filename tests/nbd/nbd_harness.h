@@ -29,6 +29,10 @@ void harness_require_program(const char *program);
  * with the given parameters. Close it with nbd_close, which also ends that nbdkit. */
 struct nbd_handle *harness_connect(const char *const *params);
 
+/* harness_connect() with nbdkit's stderr going to errfd instead of ours, so a test
+ * can read what the server logged (after nbd_close, which waits for nbdkit). */
+struct nbd_handle *harness_connect_stderr(const char *const *params, int errfd);
+
 /* One nbdkit serving many connections on a unix socket it is handed ready-made
  * (systemd socket activation), so connections made right after start succeed
  * without waiting for nbdkit to come up. */

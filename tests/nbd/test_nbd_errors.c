@@ -59,6 +59,51 @@ static void test_unaligned(void **state)
         nbd_close(h);
 }
 
+#define REFUSED_READS 100
+
+/* Lines of text that hold needle. */
+static unsigned lines_with(const char *text, const char *needle)
+{
+        unsigned n = 0;
+
+        for (const char *p = text; (p = strstr(p, needle)) != NULL; p++)
+                n++;
+        return n;
+}
+
+/* A client repeating a refused request must not write a log line per request:
+ * 100 misaligned reads are logged at the 1st, 2nd, 4th ... 64th, 7 lines. */
+static void test_refusals_rate_limited(void **state)
+{
+        static const char *const params[] = {"disksize=16M", NULL};
+        char path[] = "/tmp/ramzswap-errlog-XXXXXX", *log;
+        int fd = mkstemp(path);
+        struct nbd_handle *h;
+        unsigned char page[PAGE];
+        unsigned lines;
+        FILE *f;
+
+        assert_true(fd >= 0);
+        h = harness_connect_stderr(params, fd);
+        assert_int_equal(nbd_set_strict_mode(h, 0), 0);
+        for (unsigned i = 0; i < REFUSED_READS; i++)
+                assert_fails(nbd_pread(h, page, 512, PAGE, 0), h, EINVAL);
+        nbd_close(h); /* waits for nbdkit: the log is complete */
+        close(fd);
+        f = fopen(path, "r");
+        assert_non_null(f);
+        log = calloc(1, 1 << 20);
+        assert_non_null(log);
+        fread(log, 1, (1 << 20) - 1, f);
+        fclose(f);
+        unlink(path);
+        lines = lines_with(log, "read of 512 bytes");
+        if (lines < 1 || lines > 8)
+                fail_msg("%u lines about %u refused reads:\n%s", lines, REFUSED_READS,
+                         log);
+        free(log);
+}
+
 /* With a 4 MiB memlimit, incompressible pages fill the pool: the write that does
  * not fit fails with ENOSPC, everything written before reads back intact,
  * same-filled pages (which store nothing) still go in, and once pages are trimmed
@@ -230,6 +275,7 @@ int main(void)
             cmocka_unit_test(test_startup_errors),
             cmocka_unit_test(test_ram_limits),
             cmocka_unit_test(test_unaligned),
+            cmocka_unit_test(test_refusals_rate_limited),
             cmocka_unit_test(test_full),
         };
 
