@@ -31,9 +31,16 @@
 #define RZS_SWAPHDR_MAGIC_OFF      (RZS_SWAPHDR_PAGE - RZS_SWAPHDR_MAGIC_LEN)
 #define RZS_SWAPHDR_LABEL          "ramzswap"
 
-/* Fill uuid with a random version-4 UUID from getrandom(2). Returns 0 or -errno
- * (-ENOSYS, -EIO ...) when the kernel gives no randomness; uuid is then zeroed. */
+/* Fill uuid with a random version-4 UUID from getrandom(2). Never blocks: while the
+ * kernel's entropy pool is not ready (early boot) it takes GRND_INSECURE bytes,
+ * or rzs_swaphdr_weak_uuid(). Returns 0 or -errno (-ENOSYS, -EIO ...) when the
+ * kernel gives no randomness at all; uuid is then zeroed. */
 int rzs_swaphdr_random_uuid(uint8_t uuid[16]);
+
+/* Fill uuid with a version-4 UUID mixed from the clocks, the process id, addresses
+ * and a call counter: unpredictable enough to tell swap areas apart, not for
+ * secrets. Never fails; successive calls give different UUIDs. */
+void rzs_swaphdr_weak_uuid(uint8_t uuid[16]);
 
 /* Write the header page for a device of pages pages (>= 1) into page
  * (RZS_SWAPHDR_PAGE bytes) with the given uuid. last_page is capped at UINT32_MAX,

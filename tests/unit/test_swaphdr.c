@@ -72,12 +72,29 @@ static void test_random_uuid_v4(void **state)
         assert_memory_not_equal(a, b, 16);
 }
 
+/* The fallback for a kernel whose entropy pool is not ready yet (early boot): still
+ * a well-formed version-4 UUID, and a different one on every call. */
+static void test_weak_uuid_v4(void **state)
+{
+        uint8_t prev[16] = {0}, u[16];
+        (void)state;
+
+        for (int i = 0; i < 1000; i++) {
+                rzs_swaphdr_weak_uuid(u);
+                assert_int_equal(u[6] >> 4, 4);
+                assert_int_equal(u[8] >> 6, 2);
+                assert_memory_not_equal(u, prev, 16);
+                memcpy(prev, u, 16);
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_layout),
             cmocka_unit_test(test_last_page_capped),
             cmocka_unit_test(test_random_uuid_v4),
+            cmocka_unit_test(test_weak_uuid_v4),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
