@@ -123,14 +123,41 @@ static int write_full(int fd, const void *buf, size_t len, uint64_t off)
         return 0;
 }
 
-/* Open path read-write; a block device exclusively, so the kernel refuses one that
- * is mounted or swapped on. Sets b->fd, b->blockdev and b->size. */
-static int open_store(const char *path, struct rzs_backing *b, char *msg, size_t msglen)
+/* The kind of file st is, for a refusal; NULL for a file or block device. */
+static const char *unusable_kind(const struct stat *st)
 {
-        struct stat st;
-        int flags = O_RDWR | O_CLOEXEC;
+        if (S_ISREG(st->st_mode) || S_ISBLK(st->st_mode))
+                return NULL;
+        if (S_ISCHR(st->st_mode))
+                return "a character device";
+        if (S_ISDIR(st->st_mode))
+                return "a directory";
+        if (S_ISFIFO(st->st_mode))
+                return "a FIFO";
+        if (S_ISSOCK(st->st_mode))
+                return "a socket";
+        return "a special file";
+}
 
-        if (stat(path, &st) < 0) {
+/* Refuse what is neither a file nor a block device before opening it: opening
+ * some character devices already acts (a watchdog starts counting down, a
+ * terminal may become ours). */
+static int check_kind(const struct stat *st, char *msg, size_t msglen)
+{
+        const char *kind = unusable_kind(st);
+
+        if (kind == NULL)
+                return 0;
+        if (msg != NULL && msglen > 0)
+                snprintf(msg, msglen, "is %s, not a regular file or a block device",
+                         kind);
+        return S_ISDIR(st->st_mode) ? -EISDIR : -EINVAL;
+}
+
+/* stat path and check its kind, saying why not in msg. */
+static int stat_store(const char *path, struct stat *st, char *msg, size_t msglen)
+{
+        if (stat(path, st) < 0) {
                 int r = -errno;
 
                 /* msg continues "<path> ...": a verb phrase, not a bare strerror. */
@@ -141,6 +168,19 @@ static int open_store(const char *path, struct rzs_backing *b, char *msg, size_t
                                  strerrordesc_np(-r));
                 return r;
         }
+        return check_kind(st, msg, msglen);
+}
+
+/* Open path read-write; a block device exclusively, so the kernel refuses one that
+ * is mounted or swapped on. Sets b->fd, b->blockdev and b->size. */
+static int open_store(const char *path, struct rzs_backing *b, char *msg, size_t msglen)
+{
+        struct stat st;
+        int flags = O_RDWR | O_CLOEXEC | O_NOCTTY;
+        int err = stat_store(path, &st, msg, msglen);
+
+        if (err < 0)
+                return err;
         if (S_ISBLK(st.st_mode))
                 flags |= O_EXCL;
         b->fd = open(path, flags);

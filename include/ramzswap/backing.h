@@ -46,10 +46,12 @@ struct rzs_backing;
 const char *rzs_backing_foreign(const unsigned char *head, size_t len);
 
 /* Open path (a regular file or a block device) read-write, find its size (rounded
- * down to a page) and check its content as above unless force. Returns 0 and *out,
- * or a negative errno with *out NULL: the open's own (-ENOENT, -EACCES, -EISDIR ...),
- * -EBUSY (a block device in use, or a file locked by another process), -EINVAL (not
- * a file or block device, or smaller than one page), -EEXIST (holds data, see
+ * down to a page) and check its content as above unless force. Any other kind of
+ * file (a character device such as /dev/null or a watchdog, a directory ...) is
+ * refused before it is opened. Returns 0 and *out, or a negative errno with *out
+ * NULL: the open's own (-ENOENT, -EACCES ...), -EISDIR (a directory), -EBUSY (a
+ * block device in use, or a file locked by another process), -EINVAL (not a file
+ * or block device, or smaller than one page), -EEXIST (holds data, see
  * rzs_backing_foreign), -EIO (page 0 unreadable). On failure msg (when not NULL)
  * receives one sentence fragment saying why, after the path, e.g. "holds an XFS
  * file system (\"XFSB\" at byte 0)"; the caller reports it. */

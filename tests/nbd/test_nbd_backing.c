@@ -197,10 +197,12 @@ static void test_refusals(void **state)
 
         /* Not a file or a block device. */
         expect_start((const char *const[]){"backing=/dev/null", NULL}, 0,
-                     "backing=/dev/null: cannot use it: it is neither a regular file "
-                     "nor a block device");
+                     "backing=/dev/null: cannot use it: it is a character device, not a "
+                     "regular file or a block device");
         snprintf(missing, sizeof missing, "backing=%s", t.dir);
-        snprintf(phrase, sizeof phrase, "backing=%s: cannot use it: it cannot be opened",
+        snprintf(phrase, sizeof phrase,
+                 "backing=%s: cannot use it: it is a directory, not a regular file or a "
+                 "block device",
                  t.dir);
         expect_start((const char *const[]){missing, NULL}, 0, phrase);
         tmp_cleanup(&t);
