@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,9 +21,12 @@
 
 #include "ramzswap/stats_format.h"
 
-/* How long the server may take to answer; it answers at once unless wedged. */
-#define REPLY_TIMEOUT_S 5
+/* How long the server may take for its whole answer; it answers at once unless
+ * wedged, and a deadline per read would let a trickling peer hold us forever. */
+#define REPLY_TIMEOUT_S 2
 #define REPLY_MAX       (4 * RZS_STATS_TEXT_MAX)
+#define STR_(x)         #x
+#define STR(x)          STR_(x)
 
 static const char *progname = "ramzswap-stat";
 
@@ -118,7 +122,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 static int connect_to(const char *path)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        struct timeval tv = {.tv_sec = REPLY_TIMEOUT_S};
+        struct timeval tv = {.tv_sec = REPLY_TIMEOUT_S}; /* for the request */
         int fd;
 
         if (strlen(path) >= sizeof sa.sun_path) {
@@ -130,7 +134,6 @@ static int connect_to(const char *path)
         if (fd < 0)
                 return -1;
         if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
             setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0) {
                 int e = errno;
 
@@ -147,13 +150,60 @@ static void not_ours(const char *path, const char *why)
                 why);
 }
 
+static double now_s(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Read the reply into buf (size - 1 bytes at most) until the server closes, all
+ * within REPLY_TIMEOUT_S. Returns 0 and *len, or -errno (-ETIMEDOUT at the
+ * deadline). */
+static int read_reply(int fd, char *buf, size_t size, size_t *len)
+{
+        double deadline = now_s() + REPLY_TIMEOUT_S;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        ssize_t n;
+
+        *len = 0;
+        while (*len < size - 1) {
+                double left = deadline - now_s();
+                int r = left > 0 ? poll(&p, 1, (int)(left * 1000) + 1) : 0;
+
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r < 0)
+                        return -errno;
+                if (r == 0)
+                        return -ETIMEDOUT;
+                n = recv(fd, buf + *len, size - 1 - *len, MSG_DONTWAIT);
+                if (n == 0 || (n < 0 && errno == ECONNRESET))
+                        break; /* a server closing on our unread request: judge what
+                                * came */
+                if (n < 0 && errno != EINTR && errno != EAGAIN)
+                        return -errno;
+                *len += n > 0 ? (size_t)n : 0;
+        }
+        return 0;
+}
+
+/* Make text from the server safe for a terminal: every byte but printable ASCII
+ * (and newlines, when keep_newlines) becomes '?', so escape sequences cannot act. */
+static void sanitize(char *s, bool keep_newlines)
+{
+        for (; *s; s++)
+                if ((*s < 0x20 || *s > 0x7e) && !(keep_newlines && *s == '\n'))
+                        *s = '?';
+}
+
 /* One request/reply. Returns the reply length, or -1 after printing why. */
 static int fetch(const char *path, bool json, char *buf, size_t size)
 {
         const char *req = json ? "json\n" : "text\n";
         size_t len = 0;
-        ssize_t n;
-        int fd = connect_to(path);
+        int r, fd = connect_to(path);
 
         if (fd < 0) {
                 fprintf(stderr, "%s: no ramzswap stats socket at %s: %s\n", progname,
@@ -167,29 +217,23 @@ static int fetch(const char *path, bool json, char *buf, size_t size)
                 return -1;
         }
         shutdown(fd, SHUT_WR);
-        while (len < size - 1 && (n = recv(fd, buf + len, size - 1 - len, 0)) != 0) {
-                if (n < 0 && errno == ECONNRESET)
-                        break; /* a server closing on our unread request: judge what came
-                                */
-                if (n < 0) {
-                        int e = errno;
-
-                        close(fd);
-                        if (e == EAGAIN || e == EWOULDBLOCK)
-                                not_ours(path, "no answer within 5 seconds");
-                        else
-                                fprintf(stderr, "%s: reading from %s: %s\n", progname,
-                                        path, strerror(e));
-                        return -1;
-                }
-                len += (size_t)n;
-        }
+        r = read_reply(fd, buf, size, &len);
         close(fd);
         buf[len] = '\0';
+        if (r == -ETIMEDOUT) {
+                not_ours(path, "no full answer within " STR(REPLY_TIMEOUT_S) " seconds");
+                return -1;
+        }
+        if (r < 0) {
+                fprintf(stderr, "%s: reading from %s: %s\n", progname, path,
+                        strerror(-r));
+                return -1;
+        }
         if (len == size - 1) {
                 not_ours(path, "its answer is too long");
                 return -1;
         }
+        sanitize(buf, true);
         if (strncmp(buf, "Error: ", 7) == 0) {
                 fprintf(stderr,
                         "%s: the ramzswap server at %s could not take a snapshot: %s",
@@ -267,14 +311,6 @@ static void print_table(const char *path, const struct rzs_stats_report *r,
         printf("  %-18s %14s\n", "IO flusher", r->io_flusher ? "yes" : "no");
         printf("  %-18s %14s\n", "Capabilities", r->capabilities);
         printf("  %-18s %14s\n", "Compressor", r->compressor);
-}
-
-static double now_s(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* A counter that went backwards means the server restarted: no rate this time. */

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -645,6 +646,121 @@ static void test_cli_foreign_socket(void **state)
         close(lfd);
 }
 
+/* A server that answers one connection with reply, chunk bytes at a time with
+ * pause_ms between chunks, until all is sent or the client goes away. */
+struct scripted {
+        int lfd;
+        const char *reply;
+        size_t chunk;
+        unsigned pause_ms;
+};
+
+static void *scripted_server(void *arg)
+{
+        const struct scripted *sc = arg;
+        int fd = accept(sc->lfd, NULL, NULL);
+        size_t len = strlen(sc->reply);
+        char req[64];
+
+        if (fd < 0)
+                return NULL;
+        (void)recv(fd, req, sizeof req, 0); /* "text\n" or "json\n" */
+        for (size_t off = 0; off < len; off += sc->chunk) {
+                size_t n = len - off < sc->chunk ? len - off : sc->chunk;
+                struct timespec pause = {.tv_nsec = (long)sc->pause_ms * 1000000L};
+
+                if (send(fd, sc->reply + off, n, MSG_NOSIGNAL) != (ssize_t)n)
+                        break;
+                if (sc->pause_ms)
+                        nanosleep(&pause, NULL);
+        }
+        close(fd);
+        return NULL;
+}
+
+static int listen_at(const char *path)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        assert_true(lfd >= 0);
+        strcpy(sa.sun_path, path);
+        assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+        assert_int_equal(listen(lfd, 4), 0);
+        return lfd;
+}
+
+/* Run the CLI with args against one scripted reply; returns its exit status. */
+static int cli_against(struct scripted *sc, const char *const *args, char *out,
+                       size_t outsize, char *err, size_t errsize)
+{
+        pthread_t t;
+        int status;
+
+        assert_int_equal(pthread_create(&t, NULL, scripted_server, sc), 0);
+        status = run_cli(args, out, outsize, err, errsize);
+        pthread_join(t, NULL);
+        return status;
+}
+
+/* A snapshot in form json (0/1) whose Compressor is "lzo" followed by hostile. */
+static void hostile_snapshot(int json, const char *hostile, char *buf, size_t size)
+{
+        const struct rzs_stats st = {.disksize = 1 << 30, .pages_stored = 1};
+        const struct rzs_stats_facts fa = {.compressor = "lzo", .capabilities = "none"};
+        char plain[RZS_STATS_TEXT_MAX];
+        const char *at;
+
+        assert_true((json ? rzs_stats_format_json
+                          : rzs_stats_format_text)(&st, &fa, plain, sizeof plain) > 0);
+        at = strstr(plain, json ? "\"lzo\"" : "lzo\n");
+        assert_non_null(at);
+        at += json ? 4 : 3;
+        snprintf(buf, size, "%.*s%s%s", (int)(at - plain), plain, hostile, at);
+}
+
+/* Terminal escapes in the server's strings are not printed raw: a stats socket
+ * must not be able to retitle or clear the reader's terminal. */
+static void test_cli_escapes_server_strings(void **state)
+{
+        struct fixture *fx = *state;
+        char reply[RZS_STATS_TEXT_MAX], out[4 * RZS_STATS_TEXT_MAX], err[1024];
+        struct scripted sc = {.lfd = listen_at(fx->path), .reply = reply, .chunk = 4096};
+
+        for (int json = 0; json < 2; json++) {
+                hostile_snapshot(json, "\033]0;owned\007\033[2J", reply, sizeof reply);
+                assert_int_equal(
+                    cli_against(&sc,
+                                (const char *[]){json ? "--json" : fx->path,
+                                                 json ? fx->path : NULL, NULL},
+                                out, sizeof out, err, sizeof err),
+                    0);
+                assert_non_null(strstr(out, "lzo"));
+                assert_null(strchr(out, '\033'));
+                assert_null(strchr(out, '\007'));
+        }
+        close(sc.lfd);
+}
+
+/* A server that trickles a valid snapshot a few bytes at a time (about 10 s for
+ * the whole) is cut off by the CLI's deadline on the whole reply, not waited for
+ * read by read. */
+static void test_cli_reply_deadline(void **state)
+{
+        struct fixture *fx = *state;
+        char reply[RZS_STATS_TEXT_MAX], out[4 * RZS_STATS_TEXT_MAX], err[1024];
+        struct scripted sc = {
+            .lfd = listen_at(fx->path), .reply = reply, .chunk = 10, .pause_ms = 100};
+
+        hostile_snapshot(0, "", reply, sizeof reply);
+        assert_int_equal(cli_against(&sc, (const char *[]){fx->path, NULL}, out,
+                                     sizeof out, err, sizeof err),
+                         1);
+        assert_non_null(strstr(err, "no full answer within"));
+        assert_string_equal(out, "");
+        close(sc.lfd);
+}
+
 /* Every test gets its own fixture (setup and teardown). */
 #define FRESH(test) cmocka_unit_test_setup_teardown(test, setup, teardown)
 
@@ -667,6 +783,8 @@ int main(void)
             FRESH(test_cli_table_and_json),
             FRESH(test_cli_errors),
             FRESH(test_cli_foreign_socket),
+            FRESH(test_cli_escapes_server_strings),
+            FRESH(test_cli_reply_deadline),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
