@@ -60,6 +60,7 @@
 #define DEFAULT_WORKSPACES 16u          /* nbdkit runs 16 threads per connection (-t) */
 #define MAX_WORKSPACES     4096u        /* a sanity cap on cfg->workspaces */
 #define REFILL_RETRY_MS    100u         /* refill thread: pause after may_grow said no */
+#define STOCK_WAIT_MS      100L         /* a write's longest wait for a refill */
 #define REFILL_STACK       (256u << 10) /* its stack: stack buffers of ~5 KiB */
 
 /* Derived constants; do not edit. */
@@ -132,7 +133,9 @@ struct rzs_device {
         pthread_cond_t refill_cv; /* wakes the thread; waits use pool_lock */
         bool refill_running;
         bool refill_stop;
-        bool refill_waiting; /* the thread waits for the stock to run low */
+        bool refill_waiting;     /* the thread waits for the stock to run low */
+        bool refill_refused;     /* its last attempt was refused: memory is short */
+        pthread_cond_t stock_cv; /* I/O threads wait here for a refill; pool_lock */
 
         struct workspace *ws;
         unsigned nws;
@@ -181,10 +184,42 @@ static void pool_stats_refresh(struct rzs_device *dev)
                                       memory_order_relaxed);
 }
 
+/* One allocation attempt; wakes the refill thread when the stock runs low.
+ * Caller holds pool_lock. */
+static int pool_take(struct rzs_device *dev, bool raw, uint32_t size, xv_handle *h)
+{
+        int r = raw ? xv_page_alloc(dev->pool, h) : xv_malloc(dev->pool, size, h);
+
+        /* No syscall unless the thread sleeps, and then one: it clears the flag. */
+        if (dev->refill_waiting && xv_pool_stock_low(dev->pool)) {
+                dev->refill_waiting = false;
+                pthread_cond_signal(&dev->refill_cv);
+        }
+        return r;
+}
+
+/* The stock ran dry under a burst of writes. Wait for the refill thread (and say
+ * whether it waited), but only while its last word was yes (memory is
+ * comfortable, so its faults are quick), and never longer than STOCK_WAIT_MS: if
+ * it is stuck in reclaim after all, the write fails with ENOSPC rather than wait
+ * with it. Caller holds pool_lock. */
+static bool stock_wait(struct rzs_device *dev)
+{
+        struct timespec t;
+
+        if (!dev->refill_running || dev->refill_refused)
+                return false;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        t.tv_nsec += STOCK_WAIT_MS * 1000000L;
+        t.tv_sec += t.tv_nsec / 1000000000L;
+        t.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&dev->stock_cv, &dev->pool_lock, &t);
+        return true;
+}
+
 /* Allocate a pool object of size bytes, or a whole page when raw. Returns 0 or
- * -ENOSPC: the device refuses rather than waits, whether the limit, the OS or (with
- * the refill thread) an empty stock said no. Wakes the refill thread when the
- * stock runs low. */
+ * -ENOSPC: the device refuses rather than waits for memory, whether the limit, the
+ * OS or an empty stock (after at most one bounded wait) said no. */
 static int pool_alloc(struct rzs_device *dev, bool raw, uint32_t size, xv_handle *h)
 {
         size_t prefault;
@@ -192,14 +227,11 @@ static int pool_alloc(struct rzs_device *dev, bool raw, uint32_t size, xv_handle
         int r;
 
         pthread_mutex_lock(&dev->pool_lock);
-        r = raw ? xv_page_alloc(dev->pool, h) : xv_malloc(dev->pool, size, h);
+        r = pool_take(dev, raw, size, h);
+        if (r == -EAGAIN && stock_wait(dev))
+                r = pool_take(dev, raw, size, h);
         prefault = xv_pool_prefault_claim(dev->pool, &addr);
         pool_stats_refresh(dev);
-        /* No syscall unless the thread sleeps, and then one: it clears the flag. */
-        if (dev->refill_waiting && xv_pool_stock_low(dev->pool)) {
-                dev->refill_waiting = false;
-                pthread_cond_signal(&dev->refill_cv);
-        }
         pthread_mutex_unlock(&dev->pool_lock);
         /* New pool memory faults in here, ahead of use and outside pool_lock. */
         if (prefault)
@@ -319,6 +351,9 @@ static void *refill_main(void *arg)
                 int r = xv_pool_refill(dev->pool, &dev->pool_lock);
 
                 pool_stats_refresh(dev);
+                /* Either way, I/O threads waiting for the stock have their answer. */
+                dev->refill_refused = r < 0;
+                pthread_cond_broadcast(&dev->stock_cv);
                 if (r > 0)
                         continue;
                 if (r < 0) {
@@ -366,8 +401,9 @@ int rzs_device_start_refill(struct rzs_device *dev)
         }
         xv_pool_set_refill(dev->pool, true);
         /* The first stock is faulted in here, at start, as the reserve was. */
-        while (xv_pool_refill(dev->pool, &dev->pool_lock) > 0)
+        while ((r = xv_pool_refill(dev->pool, &dev->pool_lock)) > 0)
                 ;
+        dev->refill_refused = r < 0;
         pool_stats_refresh(dev);
         dev->refill_stop = false;
         r = refill_spawn(dev);
@@ -570,6 +606,7 @@ int rzs_device_create_msg(const struct rzs_config *cfg, struct rzs_device **out,
         dev->max_compressed = backing != NULL ? MAX_BACKING_CMP : MAX_COMPRESSED;
         pthread_mutex_init(&dev->pool_lock, NULL);
         cond_init_monotonic(&dev->refill_cv);
+        cond_init_monotonic(&dev->stock_cv);
 
         r = rzs_codec_find(cfg->compressor, &dev->codec);
         if (r < 0) {
@@ -619,6 +656,7 @@ void rzs_device_destroy(struct rzs_device *dev)
         rzs_table_destroy(dev->table);
         rzs_backing_close(dev->backing);
         pthread_cond_destroy(&dev->refill_cv);
+        pthread_cond_destroy(&dev->stock_cv);
         pthread_mutex_destroy(&dev->pool_lock);
         free(dev);
 }

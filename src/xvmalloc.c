@@ -38,7 +38,7 @@
  *
  * Refill mode (xv_pool_set_refill): the allocation path never faults memory in. It
  * takes blocks from the free lists and pages from the faulted stack (the stock,
- * reserve included) only, and fails with -ENOSPC at once when the stock is empty:
+ * reserve included) only, and fails with -EAGAIN at once when the stock is empty:
  * in a swap server, a fault under memory pressure enters direct reclaim, which
  * waits for swap I/O that only the server's own I/O threads can complete. A
  * background thread calls xv_pool_refill() to keep the stock at keep_limit(),
@@ -426,7 +426,7 @@ static int get_page(struct xv_pool *pool, enum page_state use, uint32_t *pfn)
                 pool->st.reserve_pages = pool->nfaulted;
         } else if (pool->refill_mode) {
                 pool->st.stock_empty++;
-                return -ENOSPC;
+                return -EAGAIN;
         } else if (os_page_refused(pool)) {
                 return -ENOSPC;
         } else if (pool->nreleased) {

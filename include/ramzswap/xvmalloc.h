@@ -17,7 +17,7 @@
  *  - Refill mode (xv_pool_set_refill): the allocation path never faults memory in;
  *    it hands out only free blocks and the faulted free pages (the stock: reserve,
  *    cache, and at least 1024 pages, 4 MiB, while that much may still be used), and
- *    fails with -ENOSPC at once when the stock is empty. The caller runs a thread
+ *    fails with -EAGAIN at once when the stock is empty. The caller runs a thread
  *    that tops the stock up with xv_pool_refill(), woken when xv_pool_stock_low().
  *  - Every block in an object page starts with a 4-byte header holding its size, the
  *    offset of the previous block in the page and two flags (free, previous free);
@@ -100,9 +100,9 @@ void xv_pool_destroy(struct xv_pool *pool);
 
 /* Allocate an object of size bytes (1 .. XV_MAX_ALLOC). O(1); in sync mode plus
  * one may_grow question per 16 pages taken from the OS. Returns 0 and *out, or
- * -EINVAL (size out of range), -ENOSPC (would pass max_pages; may_grow said no;
- * in refill mode, the stock is empty), -ENOMEM (the OS refused an arena). *out is
- * 0 on failure. */
+ * -EINVAL (size out of range), -ENOSPC (would pass max_pages; may_grow said no),
+ * -EAGAIN (refill mode: the stock is empty until the next refill), -ENOMEM (the
+ * OS refused an arena). *out is 0 on failure. */
 int xv_malloc(struct xv_pool *pool, uint32_t size, xv_handle *out);
 
 /* Free an object from xv_malloc(). O(1). Coalesces; an emptied page goes back to the
