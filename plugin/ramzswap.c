@@ -386,6 +386,7 @@ __attribute__((format(printf, 1, 2))) static void warn(const char *fmt, ...)
 static int stats_snapshot(void *dev, struct rzs_stats *st, struct rzs_stats_facts *fa)
 {
         rzs_device_get_stats(dev, st);
+        st->oom_kill_requests = oomguard ? rzs_oomguard_fired(oomguard) : 0;
         *fa = (struct rzs_stats_facts){
             .compressor = params.compressor,
             .capabilities = harden.caps,

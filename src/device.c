@@ -95,6 +95,8 @@ enum counter_id {
         C_PAGES_USED,     /* copied from the pool */
         C_PAGES_USED_MAX, /* highest C_PAGES_USED */
         C_BLOCK_BYTES,    /* copied from the pool */
+        C_POOL_STOCK,     /* copied from the pool: faulted free pages */
+        C_STOCK_EMPTY,    /* copied from the pool */
         C_BACKING_PAGES,
         C_BDEV_READS,
         C_BDEV_WRITES,
@@ -178,6 +180,10 @@ static void pool_stats_refresh(struct rzs_device *dev)
         xv_pool_get_stats(dev->pool, &s);
         atomic_store_explicit(&dev->c[C_PAGES_USED].v, s.pages, memory_order_relaxed);
         atomic_store_explicit(&dev->c[C_BLOCK_BYTES].v, s.block_bytes,
+                              memory_order_relaxed);
+        atomic_store_explicit(&dev->c[C_POOL_STOCK].v, s.reserve_pages,
+                              memory_order_relaxed);
+        atomic_store_explicit(&dev->c[C_STOCK_EMPTY].v, s.stock_empty,
                               memory_order_relaxed);
         if (s.pages > counter(dev, C_PAGES_USED_MAX))
                 atomic_store_explicit(&dev->c[C_PAGES_USED_MAX].v, s.pages,
@@ -1022,6 +1028,8 @@ void rzs_device_get_stats(const struct rzs_device *dev, struct rzs_stats *out)
         out->bdev_num_reads = counter(dev, C_BDEV_READS);
         out->bdev_num_writes = counter(dev, C_BDEV_WRITES);
         out->backing_pages = counter(dev, C_BACKING_PAGES);
+        out->pool_stock = counter(dev, C_POOL_STOCK) * PAGE;
+        out->stock_empty = counter(dev, C_STOCK_EMPTY);
 }
 
 /* ---- consistency check ---- */

@@ -307,6 +307,9 @@ static void print_table(const char *path, const struct rzs_stats_report *r,
         printf("  %-18s %14" PRIu64 "  (writes %" PRIu64 ")\n", "Backing reads",
                s->bdev_num_reads, s->bdev_num_writes);
         printf("  %-18s %14" PRIu64 "\n", "Backing pages", s->backing_pages);
+        printf("  %-18s %14s  (found empty %" PRIu64 ")\n", "Pool stock",
+               human(s->pool_stock, a, sizeof a), s->stock_empty);
+        printf("  %-18s %14" PRIu64 "\n", "OOM kills asked", s->oom_kill_requests);
         printf("  %-18s %14s\n", "Memory locked", r->mlocked ? "yes" : "no");
         printf("  %-18s %14s\n", "IO flusher", r->io_flusher ? "yes" : "no");
         printf("  %-18s %14s\n", "Capabilities", r->capabilities);

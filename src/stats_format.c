@@ -65,6 +65,9 @@ static const struct text_field text_fields[] = {
     {"Compressor", F_CODEC, 0, 0},
     /* Appended after the first release: readers skip keys they do not know. */
     {"BackingPages", F_COUNT, OFF(backing_pages), 0},
+    {"PoolStock", F_SIZE, OFF(pool_stock), 0},
+    {"StockEmpty", F_COUNT, OFF(stock_empty), 0},
+    {"OomKillRequests", F_COUNT, OFF(oom_kill_requests), 0},
 };
 #define N_TEXT_FIELDS (sizeof text_fields / sizeof text_fields[0])
 
@@ -97,6 +100,9 @@ static const struct json_field json_fields[] = {
     {"bdev_num_reads", OFF(bdev_num_reads)},
     {"bdev_num_writes", OFF(bdev_num_writes)},
     {"backing_pages", OFF(backing_pages)},
+    {"pool_stock", OFF(pool_stock)},
+    {"stock_empty", OFF(stock_empty)},
+    {"oom_kill_requests", OFF(oom_kill_requests)},
 };
 #define N_JSON_FIELDS (sizeof json_fields / sizeof json_fields[0])
 

@@ -92,38 +92,45 @@ struct rzs_refill_stats {
 /* One consistent-enough snapshot of the counters (each field read atomically).
  * Cumulative counters only grow; the others describe the device now. */
 struct rzs_stats {
-        uint64_t disksize;         /* DiskSize, bytes */
-        uint64_t memlimit;         /* MemLimit, bytes (0 = none) */
-        uint64_t num_reads;        /* NumReads: pages read successfully (cumulative) */
-        uint64_t num_writes;       /* NumWrites: pages written successfully (cumul.) */
-        uint64_t failed_reads;     /* FailedReads: read requests that failed */
-        uint64_t failed_writes;    /* FailedWrites: write requests that failed */
-        uint64_t invalid_io;       /* InvalidIO: misaligned or out-of-range requests */
-        uint64_t pages_discard;    /* PagesDiscard: pages trimmed or zeroed that held
-                                    * data (cumulative; trimming an empty slot or the
-                                    * unwritten header of slot 0 does not count) */
-        uint64_t zero_pages;       /* ZeroPages: slots now holding an all-zero page
-                                    * written as data (not never-written slots) */
-        uint64_t same_pages;       /* SameFilled: slots now holding a non-zero
-                                    * repeated 32-bit word */
-        uint64_t good_compress;    /* stored slots compressed to <= 1/2 page (now);
-                                    * with no_compress never above pages_stored */
-        uint64_t no_compress;      /* stored slots kept raw, incompressible (now) */
-        uint64_t pages_stored;     /* PagesStored: slots with an object in the pool */
-        uint64_t pages_used;       /* PagesUsed: pool pages holding data */
-        uint64_t orig_data_size;   /* OrigDataSize: pages_stored * 4096, bytes */
-        uint64_t compr_data_size;  /* ComprDataSize: bytes of stored objects as
-                                    * compressed (raw slots count 4096) */
-        uint64_t mem_used_total;   /* MemUsedTotal: pool pages * 4096, bytes */
-        uint64_t mem_used_max;     /* MemUsedMax: highest mem_used_total seen */
-        uint64_t pool_block_bytes; /* bytes in allocated pool blocks, headers
-                                    * included (fragmentation = mem_used_total /
-                                    * compr_data_size) */
-        uint64_t bdev_num_reads;   /* BDevNumReads: backing-store page reads */
-        uint64_t bdev_num_writes;  /* BDevNumWrites: backing-store page writes */
-        uint64_t backing_pages;    /* BackingPages: slots now in the backing store
-                                    * (not in pages_stored, good/no_compress,
-                                    * orig/compr_data_size, which describe the pool) */
+        uint64_t disksize;          /* DiskSize, bytes */
+        uint64_t memlimit;          /* MemLimit, bytes (0 = none) */
+        uint64_t num_reads;         /* NumReads: pages read successfully (cumulative) */
+        uint64_t num_writes;        /* NumWrites: pages written successfully (cumul.) */
+        uint64_t failed_reads;      /* FailedReads: read requests that failed */
+        uint64_t failed_writes;     /* FailedWrites: write requests that failed */
+        uint64_t invalid_io;        /* InvalidIO: misaligned or out-of-range requests */
+        uint64_t pages_discard;     /* PagesDiscard: pages trimmed or zeroed that held
+                                     * data (cumulative; trimming an empty slot or the
+                                     * unwritten header of slot 0 does not count) */
+        uint64_t zero_pages;        /* ZeroPages: slots now holding an all-zero page
+                                     * written as data (not never-written slots) */
+        uint64_t same_pages;        /* SameFilled: slots now holding a non-zero
+                                     * repeated 32-bit word */
+        uint64_t good_compress;     /* stored slots compressed to <= 1/2 page (now);
+                                     * with no_compress never above pages_stored */
+        uint64_t no_compress;       /* stored slots kept raw, incompressible (now) */
+        uint64_t pages_stored;      /* PagesStored: slots with an object in the pool */
+        uint64_t pages_used;        /* PagesUsed: pool pages holding data */
+        uint64_t orig_data_size;    /* OrigDataSize: pages_stored * 4096, bytes */
+        uint64_t compr_data_size;   /* ComprDataSize: bytes of stored objects as
+                                     * compressed (raw slots count 4096) */
+        uint64_t mem_used_total;    /* MemUsedTotal: pool pages * 4096, bytes */
+        uint64_t mem_used_max;      /* MemUsedMax: highest mem_used_total seen */
+        uint64_t pool_block_bytes;  /* bytes in allocated pool blocks, headers
+                                     * included (fragmentation = mem_used_total /
+                                     * compr_data_size) */
+        uint64_t bdev_num_reads;    /* BDevNumReads: backing-store page reads */
+        uint64_t bdev_num_writes;   /* BDevNumWrites: backing-store page writes */
+        uint64_t backing_pages;     /* BackingPages: slots now in the backing store
+                                     * (not in pages_stored, good/no_compress,
+                                     * orig/compr_data_size, which describe the pool) */
+        uint64_t pool_stock;        /* PoolStock: bytes of free pool pages faulted in
+                                     * and ready for writes (reserve, cache, stock) */
+        uint64_t stock_empty;       /* StockEmpty: allocations that found the stock
+                                     * empty with the refill thread on (cumulative) */
+        uint64_t oom_kill_requests; /* OomKillRequests: OOM kills the guard asked
+                                     * for (cumulative; filled by its owner, since
+                                     * the guard is not part of the device) */
 };
 
 /* Build a device. Returns 0 and *out, or -EINVAL (bad config: zero or sub-page

@@ -12,7 +12,7 @@
  *   PagesDiscard ZeroPages GoodCompress NoCompress PagesStored PagesUsed
  *   OrigDataSize ComprDataSize MemUsedTotal BDevNumReads BDevNumWrites
  *   MemUsedMax SameFilled Fragmentation CompressionRatio Mlock IoFlusher
- *   Capabilities Compressor BackingPages
+ *   Capabilities Compressor BackingPages PoolStock StockEmpty OomKillRequests
  *
  * Sizes print as "%8llu kB" (bytes / 1024, rounded down, like the seed); counts as
  * "%8llu"; GoodCompress and NoCompress as a percentage of PagesStored ("%8u %%",

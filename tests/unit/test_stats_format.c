@@ -39,6 +39,9 @@ static const struct rzs_stats sample = {
     .bdev_num_reads = 7,
     .bdev_num_writes = 8,
     .backing_pages = 9,
+    .pool_stock = 4194304,
+    .stock_empty = 11,
+    .oom_kill_requests = 1,
 };
 
 static const struct rzs_stats_facts sample_facts = {
@@ -74,7 +77,10 @@ static const char sample_text[] = "DiskSize:          1048576 kB\n"
                                   "IoFlusher:              no\n"
                                   "Capabilities:     cap_ipc_lock=ep\n"
                                   "Compressor:            lzo\n"
-                                  "BackingPages:            9\n";
+                                  "BackingPages:            9\n"
+                                  "PoolStock:            4096 kB\n"
+                                  "StockEmpty:             11\n"
+                                  "OomKillRequests:         1\n";
 
 static void test_text_exact(void **state)
 {
@@ -122,11 +128,13 @@ static void test_json_values(void **state)
         assert_true(n > 0);
         assert_int_equal((size_t)n, strlen(buf));
         assert_true(tj_parse(buf, (size_t)n, &o));
-        /* Every raw field (22 with backing_pages) + 4 derived + 4 facts. */
+        /* Every raw field (25, oom_kill_requests the last) + 4 derived + 4 facts. */
         assert_int_equal(o.n, sizeof(struct rzs_stats) / sizeof(uint64_t) + 8);
         assert_json_u64(&o, "disksize", 1073741824);
         assert_json_u64(&o, "compr_data_size", 1100000);
         assert_json_u64(&o, "pool_block_bytes", 1150000);
+        assert_json_u64(&o, "pool_stock", 4194304);
+        assert_json_u64(&o, "oom_kill_requests", 1);
         assert_json_u64(&o, "good_compress", 900);
         assert_json_u64(&o, "good_compress_pct", 90);
         assert_json_u64(&o, "no_compress_pct", 5);
@@ -209,6 +217,9 @@ static void test_parse_round_trip(void **state)
         assert_int_equal(r.stats.bdev_num_reads, 7);
         assert_int_equal(r.stats.bdev_num_writes, 8);
         assert_int_equal(r.stats.backing_pages, 9);
+        assert_int_equal(r.stats.pool_stock, 4194304);
+        assert_int_equal(r.stats.stock_empty, 11);
+        assert_int_equal(r.stats.oom_kill_requests, 1);
         assert_int_equal(r.good_compress_pct, 90);
         assert_int_equal(r.no_compress_pct, 5);
         assert_int_equal(r.fragmentation_x100, 112);
