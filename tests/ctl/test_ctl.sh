@@ -297,7 +297,9 @@ test_no_free_device() {
 test_cycle() {
 	fake_kernel
 	fake_env
-	ctl up --size 64M --memlimit 16M
+	# 96M: "100663296" sorts before "1024" as text, so a size compared as a
+	# string would print in bytes.
+	ctl up --size 128M --memlimit 96M
 	check "up succeeds" [ "$RC" = 0 ]
 	check "  reports the device" has "$OUT" "/dev/nbd0 is swap (priority 100"
 	has "$OUT" "vm.page-cluster=3->0" && has "$OUT" "vm.watermark_boost_factor=15000->0"
@@ -321,11 +323,11 @@ test_cycle() {
 	[ "$RC" = 0 ] && has "$OUT" "/dev/nbd0"
 	t "status lists the device"
 	row=$(printf '%s\n' "$OUT" | grep '^/dev/nbd0')
-	check "  with disksize, memlimit and priority" [ "$(echo $row | awk '{ print $2, $7, $9 }')" = "64M 16M 100" ]
+	check "  with disksize, memlimit and priority" [ "$(echo $row | awk '{ print $2, $7, $9 }')" = "128M 96M 100" ]
 	has "$OUT" "vm.page-cluster=0" && has "$OUT" "originals: vm.watermark_boost_factor=15000 vm.page-cluster=3"
 	t "  and the sysctls"
 	ctl stat --json
-	[ "$RC" = 0 ] && has "$OUT" '"disksize": 67108864'
+	[ "$RC" = 0 ] && has "$OUT" '"disksize": 134217728'
 	t "stat --json passes the JSON through"
 	ctl stat nbd0
 	[ "$RC" = 0 ] && has "$OUT" "Disk size"
