@@ -52,6 +52,7 @@
 #include "ramzswap/codec.h"
 #include "ramzswap/device.h"
 #include "ramzswap/lowmem.h"
+#include "ramzswap/monotonic.h"
 #include "ramzswap/swaphdr.h"
 #include "ramzswap/table.h"
 #include "ramzswap/xvmalloc.h"
@@ -60,7 +61,7 @@
 #define DEFAULT_WORKSPACES 16u          /* nbdkit runs 16 threads per connection (-t) */
 #define MAX_WORKSPACES     4096u        /* a sanity cap on cfg->workspaces */
 #define REFILL_RETRY_MS    100u         /* refill thread: pause after may_grow said no */
-#define STOCK_WAIT_MS      100L         /* a write's longest wait for a refill */
+#define STOCK_WAIT_MS      100u         /* a write's longest wait for a refill */
 #define REFILL_STACK       (256u << 10) /* its stack: stack buffers of ~5 KiB */
 
 /* Derived constants; do not edit. */
@@ -211,15 +212,9 @@ static int pool_take(struct rzs_device *dev, bool raw, uint32_t size, xv_handle 
  * with it. Caller holds pool_lock. */
 static bool stock_wait(struct rzs_device *dev)
 {
-        struct timespec t;
-
         if (!dev->refill_running || dev->refill_refused)
                 return false;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        t.tv_nsec += STOCK_WAIT_MS * 1000000L;
-        t.tv_sec += t.tv_nsec / 1000000000L;
-        t.tv_nsec %= 1000000000L;
-        pthread_cond_timedwait(&dev->stock_cv, &dev->pool_lock, &t);
+        rzs_cond_wait_ms(&dev->stock_cv, &dev->pool_lock, STOCK_WAIT_MS);
         return true;
 }
 
@@ -332,20 +327,10 @@ static void ws_destroy(struct rzs_device *dev)
  * pool_lock. */
 static void refill_wait(struct rzs_device *dev, unsigned ms)
 {
-        struct timespec t;
-
-        if (ms == 0) {
+        if (ms == 0)
                 pthread_cond_wait(&dev->refill_cv, &dev->pool_lock);
-                return;
-        }
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        t.tv_sec += ms / 1000;
-        t.tv_nsec += (long)(ms % 1000) * 1000000L;
-        if (t.tv_nsec >= 1000000000L) {
-                t.tv_sec++;
-                t.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&dev->refill_cv, &dev->pool_lock, &t);
+        else
+                rzs_cond_wait_ms(&dev->refill_cv, &dev->pool_lock, ms);
 }
 
 static void *refill_main(void *arg)
@@ -508,18 +493,6 @@ static int check_config(const struct rzs_config *cfg, uint64_t size,
         return 0;
 }
 
-/* A condition whose timed waits use CLOCK_MONOTONIC: the refill thread's pauses
- * must not stretch or shrink when the wall clock is set. */
-static void cond_init_monotonic(pthread_cond_t *cv)
-{
-        pthread_condattr_t a;
-
-        pthread_condattr_init(&a);
-        pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-        pthread_cond_init(cv, &a);
-        pthread_condattr_destroy(&a);
-}
-
 int rzs_device_create(const struct rzs_config *cfg, struct rzs_device **out)
 {
         return rzs_device_create_msg(cfg, out, NULL, 0);
@@ -611,8 +584,8 @@ int rzs_device_create_msg(const struct rzs_config *cfg, struct rzs_device **out,
         dev->backing = backing;
         dev->max_compressed = backing != NULL ? MAX_BACKING_CMP : MAX_COMPRESSED;
         pthread_mutex_init(&dev->pool_lock, NULL);
-        cond_init_monotonic(&dev->refill_cv);
-        cond_init_monotonic(&dev->stock_cv);
+        rzs_cond_init_monotonic(&dev->refill_cv);
+        rzs_cond_init_monotonic(&dev->stock_cv);
 
         r = rzs_codec_find(cfg->compressor, &dev->codec);
         if (r < 0) {

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ramzswap/lowmem.h"
+#include "ramzswap/monotonic.h"
 #include "ramzswap/oomguard.h"
 
 /* The thread sleeps almost always; a small stack counts little against
@@ -112,16 +113,9 @@ static void fire(struct rzs_oomguard *g)
 /* Sleep one period; false once destroy asked the thread to stop. */
 static bool wait_period(struct rzs_oomguard *g)
 {
-        struct timespec until;
+        struct timespec until = rzs_deadline_ms(g->period_ms);
         bool go_on;
 
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += g->period_ms / 1000;
-        until.tv_nsec += (long)(g->period_ms % 1000) * 1000000;
-        if (until.tv_nsec >= 1000000000) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000;
-        }
         pthread_mutex_lock(&g->lock);
         while (!g->stop &&
                pthread_cond_timedwait(&g->wake, &g->lock, &until) != ETIMEDOUT)
@@ -183,15 +177,8 @@ static int open_files(struct rzs_oomguard *g, const struct rzs_oomguard_config *
 
 static int init_sync(struct rzs_oomguard *g)
 {
-        pthread_condattr_t attr;
-        int r = pthread_condattr_init(&attr);
+        int r = rzs_cond_init_monotonic(&g->wake);
 
-        if (r)
-                return -r;
-        r = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-        if (!r)
-                r = pthread_cond_init(&g->wake, &attr);
-        pthread_condattr_destroy(&attr);
         if (r)
                 return -r;
         r = pthread_mutex_init(&g->lock, NULL);
