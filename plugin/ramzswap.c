@@ -263,7 +263,9 @@ static int check_backing(bool disksize_given)
         if (r < 0) {
                 nbdkit_error("backing=%s: cannot use it: it %s%s", params.backing, why,
                              r == -EEXIST ? "; give backing-force=true to overwrite it"
-                                          : "");
+                             : r == -EDEADLK
+                                 ? "; give backing-force=true to use it anyway"
+                                 : "");
                 return -1;
         }
         size = rzs_backing_size(b);

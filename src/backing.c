@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <linux/magic.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,8 @@
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "ramzswap/backing.h"
@@ -233,6 +236,71 @@ static int open_store(const char *path, struct rzs_backing *b, char *msg, size_t
         return 0;
 }
 
+#define NBD_MAJOR 43
+
+const char *rzs_backing_swap_loop(unsigned major, const char *devname)
+{
+        if (major == NBD_MAJOR || (devname && strncmp(devname, "nbd", 3) == 0))
+                return "is an nbd device: its server could need the memory that the "
+                       "device it backs is there to free";
+        if (devname && strncmp(devname, "zram", 4) == 0)
+                return "is a zram device: its pages live in the RAM that the device it "
+                       "backs is there to free";
+        return NULL;
+}
+
+/* The kernel's name of block device dev (DEVNAME= in its uevent), or "" when
+ * sysfs will not say. */
+static void block_devname(dev_t dev, char *name, size_t size)
+{
+        char path[64], line[128];
+        FILE *f;
+
+        name[0] = '\0';
+        snprintf(path, sizeof path, "/sys/dev/block/%u:%u/uevent", major(dev),
+                 minor(dev));
+        f = fopen(path, "re");
+        if (f == NULL)
+                return;
+        while (fgets(line, sizeof line, f) != NULL) {
+                if (strncmp(line, "DEVNAME=", 8) == 0) {
+                        line[strcspn(line, "\n")] = '\0';
+                        snprintf(name, size, "%s", line + 8);
+                        break;
+                }
+        }
+        fclose(f);
+}
+
+/* Refuse a store that itself lives in RAM: under memory pressure the kernel could
+ * swap its pages out to the very device it backs, or need that device's memory to
+ * write to it. */
+static int check_not_in_ram(struct rzs_backing *b, char *msg, size_t msglen)
+{
+        const char *why = NULL;
+        struct statfs sfs;
+        struct stat st;
+        char name[128];
+
+        if (b->blockdev) {
+                if (fstat(b->fd, &st) < 0)
+                        return 0; /* open_store just did it: cannot happen */
+                block_devname(st.st_rdev, name, sizeof name);
+                why = rzs_backing_swap_loop(major(st.st_rdev), name);
+        } else if (fstatfs(b->fd, &sfs) == 0) {
+                if (sfs.f_type == TMPFS_MAGIC)
+                        why = "is on tmpfs: its pages could be swapped out to the "
+                              "device it backs";
+                else if (sfs.f_type == RAMFS_MAGIC)
+                        why = "is on ramfs: it holds RAM the device it backs is "
+                              "there to free";
+        }
+        if (why == NULL)
+                return 0;
+        say(msg, msglen, why);
+        return -EDEADLK;
+}
+
 /* Refuse a store holding something that is not ours to overwrite. */
 static int check_content(struct rzs_backing *b, char *msg, size_t msglen)
 {
@@ -276,6 +344,8 @@ int rzs_backing_open(const char *path, bool force, struct rzs_backing **out, cha
         }
         b->fd = -1;
         r = open_store(path, b, msg, msglen);
+        if (r == 0 && !force)
+                r = check_not_in_ram(b, msg, msglen);
         if (r == 0 && !force)
                 r = check_content(b, msg, msglen);
         if (r < 0) {

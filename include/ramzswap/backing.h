@@ -13,7 +13,9 @@
  * table, LVM, LUKS, hibernation image) or any other non-zero first page is refused
  * unless the caller forces it. A block device is opened O_EXCL, so one that is
  * mounted or an active swap area is refused by the kernel itself; a regular file is
- * flock()ed so two servers never share one.
+ * flock()ed so two servers never share one. A store that itself lives in RAM (a
+ * file on tmpfs or ramfs, an nbd or zram device) is refused unless forced: its
+ * pages could be swapped out to, or need the memory of, the device it backs.
  *
  * I/O: buffered pread/pwrite of whole pages, looping over short transfers and EINTR.
  * A transfer that cannot complete is an error (-EIO for a read past the end).
@@ -45,14 +47,21 @@ struct rzs_backing;
  * len count as zeros. Pure; O(len). */
 const char *rzs_backing_foreign(const unsigned char *head, size_t len);
 
+/* Why block device major:devname (the kernel's name, e.g. "zram0"; NULL if not
+ * known) must not back a swap device without force, as a fragment after its path,
+ * or NULL when it may. nbd (major 43, or named nbd*) and zram (named zram*, its
+ * major is dynamic) are named. Pure. */
+const char *rzs_backing_swap_loop(unsigned major, const char *devname);
+
 /* Open path (a regular file or a block device) read-write, find its size (rounded
- * down to a page) and check its content as above unless force. Any other kind of
- * file (a character device such as /dev/null or a watchdog, a directory ...) is
- * refused before it is opened. Returns 0 and *out, or a negative errno with *out
+ * down to a page) and check where it lives and its content as above unless force. Any
+ * other kind of file (a character device such as /dev/null or a watchdog, a directory
+ * ...) is refused before it is opened. Returns 0 and *out, or a negative errno with *out
  * NULL: the open's own (-ENOENT, -EACCES ...), -EISDIR (a directory), -EBUSY (a
  * block device in use, or a file locked by another process), -EINVAL (not a file
  * or block device, or smaller than one page), -EEXIST (holds data, see
- * rzs_backing_foreign), -EIO (page 0 unreadable). On failure msg (when not NULL)
+ * rzs_backing_foreign), -EDEADLK (lives in RAM: a file on tmpfs or ramfs, an nbd
+ * or zram device), -EIO (page 0 unreadable). On failure msg (when not NULL)
  * receives one sentence fragment saying why, after the path, e.g. "holds an XFS
  * file system (\"XFSB\" at byte 0)"; the caller reports it. */
 int rzs_backing_open(const char *path, bool force, struct rzs_backing **out, char *msg,

@@ -279,6 +279,41 @@ static void test_open_refusals(void **state)
             msg, "is a character device, not a regular file or a block device");
 }
 
+/* A store in RAM (tmpfs, ramfs) could have its pages swapped out to the very device
+ * it backs: refused unless forced. */
+static void test_open_refuses_ram_fs(void **state)
+{
+        char path[] = "/dev/shm/rzs-backing-XXXXXX";
+        struct rzs_backing *b = (void *)1;
+        char msg[256];
+        int fd = mkstemp(path);
+        (void)state;
+
+        if (fd < 0)
+                skip(); /* no /dev/shm here */
+        assert_int_equal(ftruncate(fd, 16 * PAGE), 0);
+        assert_int_equal(rzs_backing_open(path, false, &b, msg, sizeof msg), -EDEADLK);
+        assert_null(b);
+        assert_string_equal(
+            msg, "is on tmpfs: its pages could be swapped out to the device it backs");
+        assert_int_equal(rzs_backing_open(path, true, &b, msg, sizeof msg), 0);
+        assert_int_equal(rzs_backing_size(b), 16 * PAGE);
+        rzs_backing_close(b);
+        close(fd);
+        assert_int_equal(unlink(path), 0);
+}
+
+/* nbd (major 43, or named so) and zram devices are named; others are not. */
+static void test_loop_device_kind(void **state)
+{
+        (void)state;
+        assert_non_null(strstr(rzs_backing_swap_loop(43, "foo"), "nbd"));
+        assert_non_null(strstr(rzs_backing_swap_loop(251, "nbd3"), "nbd"));
+        assert_non_null(strstr(rzs_backing_swap_loop(252, "zram0"), "zram"));
+        assert_null(rzs_backing_swap_loop(8, "sda1"));
+        assert_null(rzs_backing_swap_loop(259, NULL));
+}
+
 /* ---- behind the device ---- */
 
 static void test_device_config(void **state)
@@ -783,6 +818,8 @@ int main(void)
             cmocka_unit_test(test_foreign_signatures),
             cmocka_unit_test(test_open_file_and_io),
             cmocka_unit_test(test_open_refusals),
+            cmocka_unit_test(test_open_refuses_ram_fs),
+            cmocka_unit_test(test_loop_device_kind),
             cmocka_unit_test(test_device_config),
             cmocka_unit_test(test_big_pages_to_store),
             cmocka_unit_test(test_memlimit_overflow),
