@@ -332,6 +332,9 @@ static int ramzswap_config_complete(void)
                 params.memlimit = ram / 100 * 15;
                 if (params.memlimit > params.disksize)
                         params.memlimit = params.disksize;
+                /* A default, unlike a given value, may be capped: it is reported. */
+                if (params.memlimit / RZS_PAGE_SIZE > RZS_POOL_MAX_PAGES)
+                        params.memlimit = RZS_POOL_MAX_PAGES * RZS_PAGE_SIZE;
         }
         if (params.memlimit > params.disksize) {
                 nbdkit_error("memlimit (%" PRIu64 " bytes) is larger than disksize "
@@ -340,6 +343,13 @@ static int ramzswap_config_complete(void)
                              disksize_given     ? ""
                              : disksize_default ? ", 25% of RAM by default"
                                                 : ", the backing store's size");
+                return -1;
+        }
+        if (params.memlimit / RZS_PAGE_SIZE > RZS_POOL_MAX_PAGES) {
+                /* Capped quietly, MemLimit would report a limit not in force. */
+                nbdkit_error("memlimit (%" PRIu64 " bytes) is more than the pool can "
+                             "address (%" PRIu64 " bytes, 2^22-1 pages of 4 KiB)",
+                             params.memlimit, RZS_POOL_MAX_PAGES * RZS_PAGE_SIZE);
                 return -1;
         }
         if (params.reserve > params.memlimit) {

@@ -452,6 +452,21 @@ __attribute__((format(printf, 3, 4))) static void explain(char *msg, size_t msgl
         va_end(ap);
 }
 
+_Static_assert(RZS_POOL_MAX_PAGES == XV_MAX_PAGES, "the pool's limit, as published");
+
+/* Refuse a memlimit or reserve the pool cannot address rather than cap it quietly:
+ * MemLimit must report the limit in force. */
+static int check_pool_max(const char *what, uint64_t bytes, char *msg, size_t msglen)
+{
+        if (bytes / PAGE <= XV_MAX_PAGES)
+                return 0;
+        explain(msg, msglen,
+                "%s (%" PRIu64 " bytes) is more than the pool can address (%" PRIu64
+                " bytes, 2^22-1 pages of 4 KiB)",
+                what, bytes, XV_MAX_PAGES * PAGE);
+        return -EINVAL;
+}
+
 /* Check cfg for a device of size bytes (backing_size: the store's, 0 without one). */
 static int check_config(const struct rzs_config *cfg, uint64_t size,
                         uint64_t backing_size, char *msg, size_t msglen)
@@ -478,6 +493,9 @@ static int check_config(const struct rzs_config *cfg, uint64_t size,
                         cfg->memlimit, size);
                 return -EINVAL;
         }
+        if (check_pool_max("memlimit", cfg->memlimit, msg, msglen) < 0 ||
+            check_pool_max("reserve", cfg->reserve, msg, msglen) < 0)
+                return -EINVAL;
         if (cfg->memlimit != 0 && cfg->reserve > cfg->memlimit) {
                 explain(msg, msglen,
                         "reserve (%" PRIu64 " bytes) is larger than memlimit (%" PRIu64
@@ -567,9 +585,6 @@ int rzs_device_create_msg(const struct rzs_config *cfg, struct rzs_device **out,
                 rzs_backing_close(backing);
                 return r;
         }
-        if (max_pages > XV_MAX_PAGES)
-                max_pages = XV_MAX_PAGES;
-
         dev = aligned_alloc(CACHELINE,
                             (sizeof(*dev) + CACHELINE - 1) / CACHELINE * CACHELINE);
         if (dev == NULL) {

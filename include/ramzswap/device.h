@@ -51,6 +51,9 @@
 #include <stdint.h>
 
 #define RZS_PAGE_SIZE 4096u
+/* The most pages the pool can address (its handles hold 22 bits of page number):
+ * memlimit and reserve may not be larger. Equals XV_MAX_PAGES. */
+#define RZS_POOL_MAX_PAGES ((UINT64_C(1) << 22) - 1)
 /* rzs_config.lowmem value that turns the low-memory check off. */
 #define RZS_LOWMEM_OFF UINT64_MAX
 
@@ -134,15 +137,15 @@ struct rzs_stats {
 };
 
 /* Build a device. Returns 0 and *out, or -EINVAL (bad config: zero or sub-page
- * disksize, more than 2^32 pages, memlimit > disksize or below one page, reserve >
- * memlimit, unknown compressor, workspaces > 4096, disksize larger than the backing
- * store), -ENOMEM, or an error of rzs_backing_open() (-ENOENT, -EBUSY, -EEXIST for
- * a store holding other data ...). *out is NULL on failure. memlimit caps the pool's
- * data pages at memlimit / 4096 (rounded down); reserve pages (reserve / 4096,
- * rounded down) are faulted in here. The page table and all workspaces are
- * allocated and faulted in here too, so I/O takes memory from the OS only for pool
- * pages past the reserve (and, once the refill thread runs, never: see Pool
- * growth). An explicit cfg->meminfo or cfg->zoneinfo that cannot be opened fails
+ * disksize, more than 2^32 pages, memlimit > disksize or below one page, memlimit
+ * or reserve above RZS_POOL_MAX_PAGES pages, reserve > memlimit, unknown compressor,
+ * workspaces > 4096, disksize larger than the backing store), -ENOMEM, or an error of
+ * rzs_backing_open() (-ENOENT, -EBUSY, -EEXIST for a store holding other data ...). *out
+ * is NULL on failure. memlimit caps the pool's data pages at memlimit / 4096 (rounded
+ * down); reserve pages (reserve / 4096, rounded down) are faulted in here. The page table
+ * and all workspaces are allocated and faulted in here too, so I/O takes memory from the
+ * OS only for pool pages past the reserve (and, once the refill thread runs, never: see
+ * Pool growth). An explicit cfg->meminfo or cfg->zoneinfo that cannot be opened fails
  * with its errno. The backing store is opened and checked here, before
  * any write to it. */
 int rzs_device_create(const struct rzs_config *cfg, struct rzs_device **out);

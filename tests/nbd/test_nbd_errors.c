@@ -191,6 +191,10 @@ static const struct bad_start bad_starts[] = {
      "stats=/proc/no-such-dir/sock: cannot create the socket"},
     /* 2^32 pages and more: the table alone outgrows any RAM this runs on. */
     {{"disksize=17T", "memlimit=1G"}, "needs a page table of 36507222016 bytes"},
+    /* The pool addresses 2^22-1 pages; disksize=20G keeps the table small. */
+    {{"disksize=20G", "memlimit=17G"},
+     "memlimit (18253611008 bytes) is more than the pool can address (17179865088 "
+     "bytes, 2^22-1 pages of 4 KiB)"},
     /* Refused by the core when it builds the device: */
     {{"disksize=16M", "memlimit=100"}, "cannot create the device: memlimit"},
 };

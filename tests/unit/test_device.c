@@ -291,6 +291,37 @@ static void test_config_errors(void **state)
         rzs_device_destroy(NULL);
 }
 
+/* The pool addresses at most 2^22-1 pages: a larger memlimit or reserve is refused
+ * with the limit in bytes rather than capped quietly, so MemLimit is the limit in
+ * force. The check comes before anything is allocated. */
+static void test_memlimit_above_pool(void **state)
+{
+        const uint64_t max = ((UINT64_C(1) << 22) - 1) * PAGE;
+        struct rzs_config cfg = {.disksize = UINT64_C(20) << 30,
+                                 .memlimit = UINT64_C(17) << 30};
+        struct rzs_device *dev = (void *)1;
+        char msg[256];
+        (void)state;
+
+        assert_int_equal(rzs_device_create_msg(&cfg, &dev, msg, sizeof msg), -EINVAL);
+        assert_null(dev);
+        assert_string_equal(msg, "memlimit (18253611008 bytes) is more than the pool can "
+                                 "address (17179865088 bytes, 2^22-1 pages of 4 KiB)");
+        cfg.memlimit = 0; /* no limit of its own: the reserve is still bounded */
+        cfg.reserve = max + PAGE;
+        assert_int_equal(rzs_device_create_msg(&cfg, &dev, msg, sizeof msg), -EINVAL);
+        assert_string_equal(msg, "reserve (17179869184 bytes) is more than the pool can "
+                                 "address (17179865088 bytes, 2^22-1 pages of 4 KiB)");
+        /* At the maximum it is accepted and reported as given. */
+        cfg.reserve = 0;
+        cfg.memlimit = max;
+        cfg.disksize = 64 * PAGE + max;
+        cfg.workspaces = 1;
+        assert_int_equal(rzs_device_create_msg(&cfg, &dev, msg, sizeof msg), 0);
+        assert_int_equal(stats(dev).memlimit, max);
+        rzs_device_destroy(dev);
+}
+
 static void test_invalid_requests(void **state)
 {
         struct rzs_device *dev = make_dev(64 * PAGE, 0);
@@ -869,6 +900,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_config_errors),
+            cmocka_unit_test(test_memlimit_above_pool),
             cmocka_unit_test(test_invalid_requests),
             cmocka_unit_test(test_never_written_reads_zero),
             cmocka_unit_test(test_slot0_header),
