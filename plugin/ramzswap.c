@@ -103,6 +103,8 @@ static struct rzs_oomguard *oomguard;
 static uint64_t lock_more_bytes;
 /* Whether .get_ready found that memory may be locked; if not, it already warned. */
 static bool lock_permitted;
+/* Whether .get_ready tuned malloc (warm_heap); if not, it already warned. */
+static bool malloc_tuned;
 /* What .after_fork's hardening did; read by the stats thread, which starts after. */
 static struct rzs_harden_state harden;
 
@@ -380,7 +382,8 @@ static const char *errstr(int e)
 
 /* nbdkit 1.32 has no warning call: nbdkit_error would call it an error, and
  * nbdkit_debug is shown only with -v. A warning the operator must see (memory not
- * locked) goes to stderr, which before nbdkit forks is the operator's terminal. */
+ * locked) before nbdkit forks goes to stderr, which then is the operator's
+ * terminal. */
 __attribute__((format(printf, 1, 2))) static void warn(const char *fmt, ...)
 {
         va_list ap;
@@ -392,6 +395,21 @@ __attribute__((format(printf, 1, 2))) static void warn(const char *fmt, ...)
         fputc('\n', stderr);
         funlockfile(stderr);
         va_end(ap);
+}
+
+/* From .after_fork on, stderr of a daemonised nbdkit is /dev/null; only nbdkit's
+ * log reaches anyone (syslog once it has forked, stderr with -f), so a warning
+ * goes there, as an "error" that says it is a warning. nbdkit names no plugin in
+ * .after_fork's lines ("nbdkit: error: ..."), so the warning does. */
+__attribute__((format(printf, 1, 2))) static void warn_log(const char *fmt, ...)
+{
+        char buf[512];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(buf, sizeof buf, fmt, ap);
+        va_end(ap);
+        nbdkit_error("warning: ramzswap: %s", buf);
 }
 
 /* Runs on the stats thread. harden is complete before that thread starts. */
@@ -467,6 +485,8 @@ static void ramzswap_unload(void)
         params.stats = params.backing = NULL;
 }
 
+static bool tune_malloc(void);
+
 static int ramzswap_get_ready(void)
 {
         const struct rzs_config cfg = {
@@ -497,6 +517,7 @@ static int ramzswap_get_ready(void)
         }
         if (why[0])
                 warn("%s", why);
+        malloc_tuned = tune_malloc();
         if (params.stats && create_stats_server() < 0)
                 goto fail;
         if (params.oomkill && create_oomguard() < 0)
@@ -514,26 +535,35 @@ fail:
  * mmap threshold) and fault it in exactly when the machine is out of memory. In a
  * locked, IO_FLUSHER server that fault cannot reclaim anything (measured: a worker
  * spinning in try_to_free_pages at the first swap-out of the e2e global scenario).
- * So after locking (or without a lock): one arena for every thread, requests up to
- * MAX_REQUEST served from the heap and never trimmed, and WARM_HEAP_BYTES of heap
- * faulted in now (under the lock, if any, so it stays resident), enough for
- * WARM_HEAP_BYTES / 256 KiB threads' largest swap requests (the kernel merges swap writes
- * into 128 KiB). Not a guarantee: an arena made before this (a thread that allocated
- * earlier) is not warmed. */
+ * So: one arena for every thread, requests up to MAX_REQUEST served from the heap
+ * and never trimmed (set in .get_ready), and after locking (or without a lock)
+ * WARM_HEAP_BYTES of heap faulted in (under the lock, if any, so it stays resident),
+ * enough for WARM_HEAP_BYTES / 256 KiB threads' largest swap requests (the kernel merges
+ * swap writes into 128 KiB). Not a guarantee: an arena made before this (a thread that
+ * allocated earlier) is not warmed. */
 #define WARM_HEAP_BYTES (4u << 20)
+
+/* Tuning survives fork, so it is done in .get_ready where a failure is still seen
+ * on stderr. Returns false when malloc refused it. */
+static bool tune_malloc(void)
+{
+        if (!mallopt(M_ARENA_MAX, 1) || !mallopt(M_MMAP_THRESHOLD, MAX_REQUEST) ||
+            !mallopt(M_TRIM_THRESHOLD, INT32_MAX)) {
+                warn("cannot tune malloc: the first swap requests may fault in memory");
+                return false;
+        }
+        return true;
+}
 
 static void warm_heap(void)
 {
         void *p;
 
-        if (!mallopt(M_ARENA_MAX, 1) || !mallopt(M_MMAP_THRESHOLD, MAX_REQUEST) ||
-            !mallopt(M_TRIM_THRESHOLD, INT32_MAX)) {
-                warn("cannot tune malloc: the first swap requests may fault in memory");
+        if (!malloc_tuned)
                 return;
-        }
         p = malloc(WARM_HEAP_BYTES);
         if (p == NULL) {
-                warn("cannot pre-fault %u bytes of heap", WARM_HEAP_BYTES);
+                warn_log("cannot pre-fault %u bytes of heap", WARM_HEAP_BYTES);
                 return;
         }
         /* volatile: the compiler may not drop a memset before free. */
@@ -551,9 +581,9 @@ static void start_refill(void)
         int r = rzs_device_start_refill(device);
 
         if (r < 0)
-                warn("cannot start the pool refill thread (%s): swap-outs will fault "
-                     "memory in themselves",
-                     errstr(-r));
+                warn_log("cannot start the pool refill thread (%s): swap-outs will fault "
+                         "memory in themselves",
+                         errstr(-r));
 }
 
 /* Memory locks and threads do not survive fork: both happen here, hardening first
@@ -568,7 +598,7 @@ static int ramzswap_after_fork(void)
                 return -1;
         }
         if (msg[0] && lock_permitted)
-                warn("%s", msg);
+                warn_log("%s", msg);
         nbdkit_debug("mlock=%s: memory locked: %s, IO flusher: %s, capabilities kept: %s",
                      rzs_mlock_mode_name(params.mlock), harden.locked ? "yes" : "no",
                      harden.io_flusher ? "yes" : "no", harden.caps);

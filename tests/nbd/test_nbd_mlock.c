@@ -241,6 +241,41 @@ static void test_mlock_auto_warns(void **state)
         rmdir(dir);
 }
 
+/* A warning issued in .after_fork goes through nbdkit's error log, not our
+ * stderr: once nbdkit has daemonised, stderr is /dev/null and only the log (syslog)
+ * reaches the operator. mlockall is made to fail (fail_mlockall.so) so that
+ * mlock=auto warns there. */
+static void test_after_fork_warning_logged(void **state)
+{
+        const char *shim = getenv("RZS_FAIL_MLOCKALL");
+        char *old = getenv("LD_PRELOAD") ? strdup(getenv("LD_PRELOAD")) : NULL;
+        char preload[1024];
+        char *err;
+        int status;
+
+        if (shim == NULL)
+                skip();
+        /* After ASan's runtime, which must come first. */
+        snprintf(preload, sizeof preload, "%s%s%s", old ? old : "", old ? ":" : "", shim);
+        assert_int_equal(setenv("LD_PRELOAD", preload, 1), 0);
+        status = harness_run_nbdkit(
+            (const char *const[]){"disksize=16M", "mlock=auto", NULL}, &err);
+        if (old)
+                setenv("LD_PRELOAD", old, 1);
+        else
+                unsetenv("LD_PRELOAD");
+        free(old);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                fail_msg("nbdkit -s failed (status %#x):\n%s", status, err);
+        /* In .after_fork nbdkit names no plugin: "nbdkit: error: ...". */
+        if (strstr(err, "nbdkit: error: warning: ramzswap: mlock=auto: "
+                        "mlockall(MCL_CURRENT|MCL_FUTURE|"
+                        "MCL_ONFAULT): Operation not permitted; carrying on without "
+                        "locking") == NULL)
+                fail_msg("no warning through nbdkit's log:\n%s", err);
+        free(err);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -249,6 +284,7 @@ int main(void)
             cmocka_unit_test(test_reserve_resident),
             cmocka_unit_test(test_mlock_on_refused),
             cmocka_unit_test(test_mlock_auto_warns),
+            cmocka_unit_test(test_after_fork_warning_logged),
         };
 
         harness_nbdkit();
