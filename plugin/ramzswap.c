@@ -487,6 +487,38 @@ static void ramzswap_unload(void)
 
 static bool tune_malloc(void);
 
+/* nbdkit runs this many worker threads per connection unless told otherwise (-t);
+ * workspaces= is the user's word for how many it runs in all. */
+#define NBDKIT_THREADS 16
+/* Each worker's stack: glibc's default, RLIMIT_STACK, usually 8 MiB. */
+#define WORKER_STACK (8u << 20)
+/* The refill, stats and OOM-guard threads set their own stacks (256, 256 and
+ * 64 KiB); 1 MiB covers them and their guard pages. */
+#define HELPER_STACKS (1u << 20)
+
+static unsigned worker_threads(void)
+{
+        return params.workspaces ? params.workspaces : NBDKIT_THREADS;
+}
+
+/* Memory mapped after locking, for the RLIMIT_MEMLOCK check: the pool up to
+ * memlimit, the page table, and the stacks of every thread started later. */
+static uint64_t lock_estimate(void)
+{
+        return params.memlimit + params.disksize / RZS_PAGE_SIZE * 8 +
+               (uint64_t)worker_threads() * WORKER_STACK + HELPER_STACKS;
+}
+
+/* What lock_estimate assumed, for a message about the limit. */
+static const char *assumption(char *buf, size_t size)
+{
+        snprintf(buf, size,
+                 "assuming %u threads of %u MiB stacks; raise workspaces= if you run "
+                 "nbdkit -t with more",
+                 worker_threads(), WORKER_STACK >> 20);
+        return buf;
+}
+
 static int ramzswap_get_ready(void)
 {
         const struct rzs_config cfg = {
@@ -498,25 +530,27 @@ static int ramzswap_get_ready(void)
             .backing = params.backing,
             .backing_force = params.backing_force,
         };
-        char why[256];
+        char why[256], ass[128];
         int r = rzs_device_create_msg(&cfg, &device, why, sizeof why);
 
         if (r < 0) {
                 nbdkit_error("cannot create the device: %s", why[0] ? why : errstr(-r));
                 return -1;
         }
-        /* Mapped after locking: the pool up to memlimit, the page table, and the
-         * stacks of nbdkit's worker threads (16 of 8 MiB by default). */
-        lock_more_bytes = params.memlimit + params.disksize / RZS_PAGE_SIZE * 8 +
-                          16 * (uint64_t)(8u << 20);
+        lock_more_bytes = lock_estimate();
         r = rzs_harden_check(params.mlock, lock_more_bytes, &lock_permitted, why,
                              sizeof why);
+        /* The only refusal (-EPERM) and the only warning are about the limit. */
+        if (r == -EPERM) {
+                nbdkit_error("%s (%s)", why, assumption(ass, sizeof ass));
+                goto fail;
+        }
         if (r < 0) {
                 nbdkit_error("%s", why);
                 goto fail;
         }
         if (why[0])
-                warn("%s", why);
+                warn("%s (%s)", why, assumption(ass, sizeof ass));
         malloc_tuned = tune_malloc();
         if (params.stats && create_stats_server() < 0)
                 goto fail;

@@ -194,21 +194,48 @@ static int run_unprivileged(const char *inner, char **out)
         return harness_run(argv, out);
 }
 
-static void test_mlock_on_refused(void **state)
+/* Start nbdkit -s under run_unprivileged with mlock=on and extra (a parameter or
+ * ""); it must refuse with a clear sentence naming the thread count it assumed.
+ * Returns the RLIMIT_MEMLOCK it asked for, in KiB. */
+static uint64_t refused_asking(const char *extra, unsigned threads)
 {
+        char cmd[256], assumed[160];
+        const char *p;
+        uint64_t kib;
         char *out;
-        int status = run_unprivileged(
-            "exec \"$NBDKIT\" -s \"$RAMZSWAP_PLUGIN\" disksize=16M mlock=on", &out);
+        int status;
 
+        snprintf(cmd, sizeof cmd,
+                 "exec \"$NBDKIT\" -s \"$RAMZSWAP_PLUGIN\" disksize=16M mlock=on %s",
+                 extra);
+        status = run_unprivileged(cmd, &out);
         if (!WIFEXITED(status) || WEXITSTATUS(status) == 0)
                 fail_msg("mlock=on without CAP_IPC_LOCK started (status %#x):\n%s",
                          status, out);
-        if (strstr(out, "mlock=on: this process may not lock its memory: run as root or "
+        p = strstr(out, "mlock=on: this process may not lock its memory: run as root or "
                         "grant CAP_IPC_LOCK, or raise RLIMIT_MEMLOCK (ulimit -l) to at "
-                        "least ") == NULL ||
-            strstr(out, "(it is 64 KiB)") == NULL)
+                        "least ");
+        snprintf(assumed, sizeof assumed,
+                 "(it is 64 KiB) (assuming %u threads of 8 MiB stacks; raise "
+                 "workspaces= if you run nbdkit -t with more)",
+                 threads);
+        if (p == NULL || strstr(out, assumed) == NULL ||
+            sscanf(strstr(p, "at least ") + 9, "%" SCNu64, &kib) != 1)
                 fail_msg("no clear refusal:\n%s", out);
         free(out);
+        return kib;
+}
+
+/* The estimate counts the worker threads the user says nbdkit runs (workspaces=,
+ * default 16), each with an 8 MiB stack. */
+static void test_mlock_on_refused(void **state)
+{
+        uint64_t sixteen = refused_asking("", 16);
+        uint64_t four = refused_asking("workspaces=4", 4);
+
+        if (sixteen < four + 12 * 8192)
+                fail_msg("asks %" PRIu64 " KiB for 16 threads, %" PRIu64 " KiB for 4",
+                         sixteen, four);
 }
 
 static void test_mlock_auto_warns(void **state)
