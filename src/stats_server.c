@@ -111,32 +111,66 @@ static int clear_stale(const struct sockaddr_un *sa)
         return 0;
 }
 
-/* bind, then chmod before listen: until listen, connects are refused, so nobody can
- * talk to the socket while its mode is still the umask's. */
-static int bind_listen(struct rzs_stats_server *srv, const struct sockaddr_un *sa)
+/* Remove the socket file only if it is still the one we bound. */
+static void remove_socket_file(const struct rzs_stats_server *srv)
 {
         struct stat st;
+
+        if (lstat(srv->path, &st) == 0 && st.st_dev == srv->dev && st.st_ino == srv->ino)
+                unlink(srv->path);
+}
+
+/* Bind with the socket file created 0600 by the kernel: no chmod, since a chmod by
+ * name after bind follows whatever a racing process swapped in at the path (and
+ * fchmod on a socket does not change the file). umask is process-wide, but create
+ * runs in nbdkit's .get_ready, from one thread before any serving starts. */
+static int bind_private(int fd, const struct sockaddr_un *sa)
+{
+        mode_t old = umask(0177);
+        int r = bind(fd, (const struct sockaddr *)sa, sizeof *sa);
+        int e = errno;
+
+        umask(old);
+        if (r < 0)
+                return e == EADDRINUSE ? -EEXIST : -e;
+        return 0;
+}
+
+/* Record the identity of the file we bound, so destroy removes only ours. If the
+ * path no longer holds a socket of ours, someone replaced it: fail and leave it. */
+static int note_identity(struct rzs_stats_server *srv, const char *path)
+{
+        struct stat st;
+
+        if (lstat(path, &st) < 0)
+                return -errno;
+        if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid())
+                return -EEXIST;
+        srv->dev = st.st_dev;
+        srv->ino = st.st_ino;
+        return 0;
+}
+
+/* listen only after the identity check: until then connects are refused. */
+static int bind_listen(struct rzs_stats_server *srv, const struct sockaddr_un *sa)
+{
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        int r;
 
         if (fd < 0)
                 return -errno;
-        if (bind(fd, (const struct sockaddr *)sa, sizeof *sa) < 0) {
-                int e = errno == EADDRINUSE ? EEXIST : errno;
-
-                close(fd);
-                return -e;
+        r = bind_private(fd, sa);
+        if (r == 0)
+                r = note_identity(srv, sa->sun_path);
+        if (r == 0 && listen(fd, SOMAXCONN) < 0) {
+                r = -errno;
+                remove_socket_file(srv);
         }
-        if (chmod(sa->sun_path, 0600) < 0 || lstat(sa->sun_path, &st) < 0 ||
-            listen(fd, SOMAXCONN) < 0) {
-                int e = errno;
-
-                unlink(sa->sun_path);
+        if (r < 0) {
                 close(fd);
-                return -e;
+                return r;
         }
         srv->listen_fd = fd;
-        srv->dev = st.st_dev;
-        srv->ino = st.st_ino;
         return 0;
 }
 
@@ -361,15 +395,6 @@ int rzs_stats_server_start(struct rzs_stats_server *srv)
         srv->started = true;
         srv->owner = getpid();
         return 0;
-}
-
-/* Remove the socket file only if it is still the one we bound. */
-static void remove_socket_file(const struct rzs_stats_server *srv)
-{
-        struct stat st;
-
-        if (lstat(srv->path, &st) == 0 && st.st_dev == srv->dev && st.st_ino == srv->ino)
-                unlink(srv->path);
 }
 
 void rzs_stats_server_destroy(struct rzs_stats_server *srv)

@@ -49,11 +49,13 @@ typedef int (*rzs_stats_snapshot_fn)(void *opaque, struct rzs_stats *stats,
 
 struct rzs_stats_server;
 
-/* Bind and listen at path (mode 0600, FD_CLOEXEC). Removes a stale socket at path
- * first. Returns 0 and *out, or: -EEXIST (path is a live socket or not a socket),
- * -ENAMETOOLONG (longer than a sockaddr_un path), -ENOMEM, or the errno of the
- * failing socket/bind/chmod/listen call (e.g. -EACCES, -ENOENT for a missing
- * directory). *out is NULL on failure. The thread is not started. */
+/* Bind and listen at path (FD_CLOEXEC; the file is created 0600 under a umask set
+ * around bind, never chmod'ed by name). Removes a stale socket at path first.
+ * Returns 0 and *out, or: -EEXIST (path is a live socket or not a socket, or was
+ * replaced right after bind), -ENAMETOOLONG (longer than a sockaddr_un path),
+ * -ENOMEM, or the errno of the failing socket/bind/listen call (e.g. -EACCES,
+ * -ENOENT for a missing directory). *out is NULL on failure. The thread is not
+ * started. Changes the process umask for the duration of bind. */
 int rzs_stats_server_create(const char *path, rzs_stats_snapshot_fn snapshot,
                             void *opaque, struct rzs_stats_server **out);
 

@@ -1,6 +1,7 @@
 /* Unit tests for stats_server: socket file mode, text and JSON replies, concurrent
  * clients, silent and garbage-sending clients, refusal to replace files and live
- * sockets, reuse of stale sockets, removal at stop, fork ownership.
+ * sockets, symlinks and a symlink swapped in after bind, reuse of stale sockets,
+ * removal at stop, fork ownership.
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include <errno.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -31,6 +33,26 @@
 
 /* A safety net so a broken server fails the test instead of hanging it. */
 #define CLIENT_RECV_TIMEOUT_S 30
+
+/* A symlink swapped in for the socket right after bind, as a racing process that can
+ * rename entries in the directory would do; "" = no race. The test's bind replaces
+ * libc's for the whole executable (the server is linked in statically). */
+static char race_victim[128];
+
+int bind(int fd, const struct sockaddr *addr, socklen_t len)
+{
+        const struct sockaddr_un *sa = (const struct sockaddr_un *)addr;
+        long r = syscall(SYS_bind, fd, addr, len);
+        char moved[sizeof sa->sun_path + 8];
+
+        if (r == 0 && race_victim[0] && sa->sun_family == AF_UNIX) {
+                snprintf(moved, sizeof moved, "%s.old", sa->sun_path);
+                if (rename(sa->sun_path, moved) == 0)
+                        (void)symlink(race_victim, sa->sun_path);
+                unlink(moved);
+        }
+        return (int)r;
+}
 
 struct fixture {
         char dir[64];
@@ -78,6 +100,7 @@ static int teardown(void **state)
 {
         struct fixture *fx = *state;
 
+        race_victim[0] = '\0';
         unlink(fx->path);
         rmdir(fx->dir);
         free(fx);
@@ -169,7 +192,7 @@ static void test_mode_and_replies(void **state)
         struct stat st;
         size_t n;
 
-        umask(old);
+        assert_int_equal(umask(old), 0); /* create restored the umask */
         assert_int_equal(lstat(fx->path, &st), 0);
         assert_true(S_ISSOCK(st.st_mode));
         assert_int_equal(st.st_mode & 07777, 0600);
@@ -400,6 +423,54 @@ static void test_reuses_stale_socket(void **state)
         assert_int_equal(lstat(fx->path, &st), 0);
         assert_int_equal(st.st_mode & 07777, 0600);
         rzs_stats_server_destroy(srv);
+}
+
+/* The socket gets its mode without a chmod by name: a symlink swapped in between bind
+ * and the rest of create does not get its target's mode changed, and create fails
+ * rather than serve on a path that is no longer its socket. */
+static void test_no_chmod_by_name(void **state)
+{
+        struct fixture *fx = *state;
+        struct rzs_stats_server *srv = (void *)1;
+        char victim[160];
+        struct stat st;
+        int fd;
+
+        snprintf(victim, sizeof victim, "%s/victim", fx->dir);
+        fd = open(victim, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
+        close(fd);
+        assert_int_equal(chmod(victim, 0644), 0);
+        strcpy(race_victim, victim);
+        assert_int_equal(rzs_stats_server_create(fx->path, snapshot, fx, &srv), -EEXIST);
+        assert_null(srv);
+        assert_int_equal(stat(victim, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0644);
+        assert_int_equal(lstat(fx->path, &st), 0);
+        assert_true(S_ISLNK(st.st_mode)); /* not ours: left alone */
+        unlink(victim);
+}
+
+/* A symlink already at the path is refused, and its target is untouched. */
+static void test_refuses_symlink(void **state)
+{
+        struct fixture *fx = *state;
+        struct rzs_stats_server *srv = (void *)1;
+        char victim[160];
+        struct stat st;
+        int fd;
+
+        snprintf(victim, sizeof victim, "%s/victim", fx->dir);
+        fd = open(victim, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
+        close(fd);
+        assert_int_equal(chmod(victim, 0644), 0);
+        assert_int_equal(symlink(victim, fx->path), 0);
+        assert_int_equal(rzs_stats_server_create(fx->path, snapshot, fx, &srv), -EEXIST);
+        assert_null(srv);
+        assert_int_equal(stat(victim, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0644);
+        unlink(victim);
 }
 
 static void test_bad_paths(void **state)
@@ -776,6 +847,8 @@ int main(void)
             FRESH(test_refuses_regular_file),
             FRESH(test_refuses_live_socket),
             FRESH(test_reuses_stale_socket),
+            FRESH(test_no_chmod_by_name),
+            FRESH(test_refuses_symlink),
             FRESH(test_bad_paths),
             FRESH(test_destroy_keeps_replaced_file),
             FRESH(test_fork_does_not_remove),
