@@ -439,6 +439,11 @@ static int create_stats_server(void)
                              "remove it or choose another path",
                              params.stats);
                 break;
+        case -EPERM:
+                nbdkit_error("stats=%s: its directory is writable by others and not "
+                             "sticky: choose a private directory",
+                             params.stats);
+                break;
         case -ENAMETOOLONG:
                 nbdkit_error("stats=%s: the path is too long for a unix socket (at most "
                              "%zu bytes)",

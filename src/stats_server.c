@@ -91,6 +91,28 @@ static int socket_is_live(const struct sockaddr_un *sa)
         return r;
 }
 
+/* Refuse a directory others can write to unless it is sticky: anyone there could
+ * remove or replace our socket (and race clear_stale). In a sticky directory only
+ * a file's owner (or the directory's, or root) can remove or rename it. */
+static int check_directory(const char *path)
+{
+        char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+        const char *slash = strrchr(path, '/');
+        struct stat st;
+
+        if (slash == NULL)
+                strcpy(dir, ".");
+        else if (slash == path)
+                strcpy(dir, "/");
+        else
+                snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+        if (stat(dir, &st) < 0)
+                return -errno;
+        if ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX))
+                return -EPERM;
+        return 0;
+}
+
 /* Make path free for bind: nothing there, or a stale socket we remove. */
 static int clear_stale(const struct sockaddr_un *sa)
 {
@@ -201,7 +223,9 @@ int rzs_stats_server_create(const char *path, rzs_stats_snapshot_fn snapshot,
                 r = -errno;
                 goto fail;
         }
-        r = clear_stale(&sa);
+        r = check_directory(path);
+        if (r == 0)
+                r = clear_stale(&sa);
         if (r < 0)
                 goto fail;
         r = bind_listen(srv, &sa);

@@ -53,9 +53,10 @@ struct rzs_stats_server;
  * around bind, never chmod'ed by name). Removes a stale socket at path first.
  * Returns 0 and *out, or: -EEXIST (path is a live socket or not a socket, or was
  * replaced right after bind), -ENAMETOOLONG (longer than a sockaddr_un path),
- * -ENOMEM, or the errno of the failing socket/bind/listen call (e.g. -EACCES,
- * -ENOENT for a missing directory). *out is NULL on failure. The thread is not
- * started. Changes the process umask for the duration of bind. */
+ * -EPERM (the directory is writable by others and not sticky), -ENOMEM, or the errno of
+ * the failing socket/bind/listen call (e.g. -EACCES, -ENOENT for a missing directory).
+ * *out is NULL on failure. The thread is not started. Changes the process umask for the
+ * duration of bind. */
 int rzs_stats_server_create(const char *path, rzs_stats_snapshot_fn snapshot,
                             void *opaque, struct rzs_stats_server **out);
 

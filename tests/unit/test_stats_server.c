@@ -473,6 +473,21 @@ static void test_refuses_symlink(void **state)
         unlink(victim);
 }
 
+/* A directory others can write to is refused unless sticky: there anyone could
+ * replace the socket under us. A sticky one (like /tmp) is fine. */
+static void test_directory_writable_by_others(void **state)
+{
+        struct fixture *fx = *state;
+        struct rzs_stats_server *srv = (void *)1;
+
+        assert_int_equal(chmod(fx->dir, 0777), 0);
+        assert_int_equal(rzs_stats_server_create(fx->path, snapshot, fx, &srv), -EPERM);
+        assert_null(srv);
+        assert_int_equal(chmod(fx->dir, 01777), 0);
+        assert_int_equal(rzs_stats_server_create(fx->path, snapshot, fx, &srv), 0);
+        rzs_stats_server_destroy(srv);
+}
+
 static void test_bad_paths(void **state)
 {
         struct fixture *fx = *state;
@@ -849,6 +864,7 @@ int main(void)
             FRESH(test_reuses_stale_socket),
             FRESH(test_no_chmod_by_name),
             FRESH(test_refuses_symlink),
+            FRESH(test_directory_writable_by_others),
             FRESH(test_bad_paths),
             FRESH(test_destroy_keeps_replaced_file),
             FRESH(test_fork_does_not_remove),
