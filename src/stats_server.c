@@ -113,7 +113,12 @@ static int check_directory(const char *path)
         return 0;
 }
 
-/* Make path free for bind: nothing there, or a stale socket we remove. */
+/* Make path free for bind: nothing there, or a stale socket of ours (our euid: an
+ * earlier run's) that we remove; another user's socket is another service's, even
+ * if nobody listens. lstat then unlink by name is enough because check_directory
+ * passed: in a sticky directory only we (or the directory's owner, or root) can
+ * replace our own socket between the two, and otherwise only those trusted to
+ * write the directory can. */
 static int clear_stale(const struct sockaddr_un *sa)
 {
         struct stat st;
@@ -121,7 +126,7 @@ static int clear_stale(const struct sockaddr_un *sa)
 
         if (lstat(sa->sun_path, &st) < 0)
                 return errno == ENOENT ? 0 : -errno;
-        if (!S_ISSOCK(st.st_mode))
+        if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid())
                 return -EEXIST;
         live = socket_is_live(sa);
         if (live < 0)

@@ -12,7 +12,7 @@
  * are visible) -> start (the thread; in .after_fork, since threads do not survive
  * fork) -> destroy (stop, join, close, unlink; in .unload). The socket file is mode
  * 0600 before anyone can connect. create never replaces anything at the path but a
- * stale socket (a socket nobody listens on).
+ * stale socket (a socket of our euid nobody listens on).
  *
  * Robustness: one thread multiplexes the listening socket and up to
  * RZS_STATS_MAX_PENDING connections with poll(); each connection has a deadline, reads
@@ -50,13 +50,13 @@ typedef int (*rzs_stats_snapshot_fn)(void *opaque, struct rzs_stats *stats,
 struct rzs_stats_server;
 
 /* Bind and listen at path (FD_CLOEXEC; the file is created 0600 under a umask set
- * around bind, never chmod'ed by name). Removes a stale socket at path first.
- * Returns 0 and *out, or: -EEXIST (path is a live socket or not a socket, or was
- * replaced right after bind), -ENAMETOOLONG (longer than a sockaddr_un path),
- * -EPERM (the directory is writable by others and not sticky), -ENOMEM, or the errno of
- * the failing socket/bind/listen call (e.g. -EACCES, -ENOENT for a missing directory).
- * *out is NULL on failure. The thread is not started. Changes the process umask for the
- * duration of bind. */
+ * around bind, never chmod'ed by name). Removes a stale socket of our euid at path first.
+ * Returns 0 and *out, or: -EEXIST (path is a live socket, another user's socket, not a
+ * socket, or was replaced right after bind), -ENAMETOOLONG (longer than a sockaddr_un
+ * path), -EPERM (the directory is writable by others and not sticky), -ENOMEM, or the
+ * errno of the failing socket/bind/listen call (e.g. -EACCES, -ENOENT for a missing
+ * directory). *out is NULL on failure. The thread is not started. Changes the process
+ * umask for the duration of bind. */
 int rzs_stats_server_create(const char *path, rzs_stats_snapshot_fn snapshot,
                             void *opaque, struct rzs_stats_server **out);
 

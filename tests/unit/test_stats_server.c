@@ -488,6 +488,40 @@ static void test_directory_writable_by_others(void **state)
         rzs_stats_server_destroy(srv);
 }
 
+/* A stale socket another user left (another service's, say) is not ours to remove.
+ * Needs root to make it: skipped otherwise. */
+static void test_keeps_foreign_stale_socket(void **state)
+{
+        struct fixture *fx = *state;
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        struct rzs_stats_server *srv = (void *)1;
+        struct stat st;
+        int status;
+        pid_t pid;
+
+        if (geteuid() != 0)
+                skip();
+        assert_int_equal(chmod(fx->dir, 01777), 0); /* so uid 65534 may bind there */
+        strcpy(sa.sun_path, fx->path);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+                if (setresuid(65534, 65534, 65534) < 0 ||
+                    bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+                        _exit(1);
+                _exit(0); /* nobody listens: the socket is stale */
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        assert_int_equal(rzs_stats_server_create(fx->path, snapshot, fx, &srv), -EEXIST);
+        assert_null(srv);
+        assert_int_equal(lstat(fx->path, &st), 0);
+        assert_true(S_ISSOCK(st.st_mode));
+        assert_int_equal(st.st_uid, 65534);
+}
+
 static void test_bad_paths(void **state)
 {
         struct fixture *fx = *state;
@@ -865,6 +899,7 @@ int main(void)
             FRESH(test_no_chmod_by_name),
             FRESH(test_refuses_symlink),
             FRESH(test_directory_writable_by_others),
+            FRESH(test_keeps_foreign_stale_socket),
             FRESH(test_bad_paths),
             FRESH(test_destroy_keeps_replaced_file),
             FRESH(test_fork_does_not_remove),
