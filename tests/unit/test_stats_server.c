@@ -428,24 +428,40 @@ static void test_reuses_stale_socket(void **state)
 /* The socket gets its mode without a chmod by name: a symlink swapped in between bind
  * and the rest of create does not get its target's mode changed, and create fails
  * rather than serve on a path that is no longer its socket. */
-static void test_no_chmod_by_name(void **state)
+/* Another user's file, mode 0644, in the fixture's directory: what a symlink at
+ * the socket's path would point to. */
+static void make_victim(const struct fixture *fx, char *victim, size_t size)
 {
-        struct fixture *fx = *state;
-        struct rzs_stats_server *srv = (void *)1;
-        char victim[160];
-        struct stat st;
         int fd;
 
-        snprintf(victim, sizeof victim, "%s/victim", fx->dir);
+        snprintf(victim, size, "%s/victim", fx->dir);
         fd = open(victim, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
         assert_true(fd >= 0);
         close(fd);
         assert_int_equal(chmod(victim, 0644), 0);
-        strcpy(race_victim, victim);
+}
+
+/* Create is refused, and the victim keeps its mode. */
+static void assert_refused_victim_untouched(struct fixture *fx, const char *victim)
+{
+        struct rzs_stats_server *srv = (void *)1;
+        struct stat st;
+
         assert_int_equal(rzs_stats_server_create(fx->path, snapshot, fx, &srv), -EEXIST);
         assert_null(srv);
         assert_int_equal(stat(victim, &st), 0);
         assert_int_equal(st.st_mode & 07777, 0644);
+}
+
+static void test_no_chmod_by_name(void **state)
+{
+        struct fixture *fx = *state;
+        char victim[160];
+        struct stat st;
+
+        make_victim(fx, victim, sizeof victim);
+        strcpy(race_victim, victim);
+        assert_refused_victim_untouched(fx, victim);
         assert_int_equal(lstat(fx->path, &st), 0);
         assert_true(S_ISLNK(st.st_mode)); /* not ours: left alone */
         unlink(victim);
@@ -455,21 +471,11 @@ static void test_no_chmod_by_name(void **state)
 static void test_refuses_symlink(void **state)
 {
         struct fixture *fx = *state;
-        struct rzs_stats_server *srv = (void *)1;
         char victim[160];
-        struct stat st;
-        int fd;
 
-        snprintf(victim, sizeof victim, "%s/victim", fx->dir);
-        fd = open(victim, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
-        assert_true(fd >= 0);
-        close(fd);
-        assert_int_equal(chmod(victim, 0644), 0);
+        make_victim(fx, victim, sizeof victim);
         assert_int_equal(symlink(victim, fx->path), 0);
-        assert_int_equal(rzs_stats_server_create(fx->path, snapshot, fx, &srv), -EEXIST);
-        assert_null(srv);
-        assert_int_equal(stat(victim, &st), 0);
-        assert_int_equal(st.st_mode & 07777, 0644);
+        assert_refused_victim_untouched(fx, victim);
         unlink(victim);
 }
 
