@@ -80,9 +80,10 @@ struct rzs_oomguard_config {
         const char *pressure;   /* NULL = /proc/pressure/memory; tests give a file */
         unsigned period_ms;     /* 0 = RZS_OOMGUARD_PERIOD_MS */
         unsigned window;        /* periods; 0 = RZS_OOMGUARD_WINDOW */
-        uint64_t low_bytes;     /* MemAvailable under which memory is out; 0 =
-                                 * twice the kernel's reserve (the low watermarks
-                                 * with any boost, see lowmem.h), read each period */
+        uint64_t low_bytes;     /* MemFree under which memory may be out (see
+                                 * rzs_oomguard_rule); 0 = twice the kernel's
+                                 * reserve (the low watermarks with any boost, see
+                                 * lowmem.h), read each period */
 };
 
 #define RZS_OOMGUARD_PERIOD_MS 1000
@@ -91,9 +92,9 @@ struct rzs_oomguard_config {
 
 struct rzs_oomguard;
 
-/* Open the trigger and meminfo. Returns 0 and *out, or -ENOMEM, or the errno of the
- * failed open (-EACCES when not root). msg (may be NULL) gets one sentence naming
- * the file on failure. The thread is not started. */
+/* Open the trigger and lowmem's files. Returns 0 and *out, or -ENOMEM, or the errno of
+ * the failed open (-EACCES when not root). msg (may be NULL) gets one sentence naming the
+ * file on failure. The thread is not started. */
 int rzs_oomguard_create(const struct rzs_oomguard_config *cfg, struct rzs_oomguard **out,
                         char *msg, size_t msglen);
 
