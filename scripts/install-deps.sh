@@ -5,7 +5,7 @@ set -eu
 PKGS="gcc libc6-dev meson ninja-build pkg-config
       nbdkit nbdkit-plugin-dev liblzo2-dev libcap-dev libcap2-bin
       libnbd-dev libnbd-bin libcmocka-dev util-linux perl
-      qemu-system-x86 busybox-static nbd-client cpio kmod"
+      qemu-system-x86 busybox-static nbd-client cpio kmod shellcheck"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
