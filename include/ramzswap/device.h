@@ -70,9 +70,9 @@ struct rzs_config {
         const char *backing;    /* backing store path (file or block device); NULL =
                                  * none. disksize 0 = the store's size */
         bool backing_force;     /* use the store even if it holds other data */
-        uint64_t lowmem;        /* the pool grows only while MemFree stays above
-                                 * the kernel's reserve (zones' high watermarks and
-                                 * lowmem reserves) plus a margin, and MemAvailable
+        uint64_t lowmem;        /* the pool grows only while the free pages above
+                                 * every zone's low watermark and lowmem reserve
+                                 * stay above a margin, and MemAvailable
                                  * stays at or above this many bytes (0 = any, as
                                  * long as it covers the growth); RZS_LOWMEM_OFF =
                                  * no check. See include/ramzswap/lowmem.h */
